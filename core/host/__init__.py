@@ -1,0 +1,1 @@
+"""CPython-only adapters of the core (pyusb transport, pyscard shim)."""

@@ -1,0 +1,1 @@
+"""ccidkit.emu: virtual smart cards, emulated CCID readers and their bridges."""

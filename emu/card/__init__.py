@@ -1,0 +1,4 @@
+"""Card-side protocol engines and the minimal virtual card.
+
+Portable: follows the restricted subset of docs/subset.md, like core/.
+"""

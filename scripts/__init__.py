@@ -1,0 +1,1 @@
+"""ccidkit.scripts: the `ccidkit` command line, thin over the packages."""

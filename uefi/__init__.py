@@ -1,0 +1,1 @@
+"""ccidkit.uefi: MicroPython inside UEFI firmware (runtime, image builder, in-firmware modules)."""
