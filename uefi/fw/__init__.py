@@ -1,0 +1,1 @@
+"""In-firmware modules: run inside UEFI on the MicroPython runtime (restricted subset)."""

@@ -1,0 +1,1 @@
+"""Pre-OS applications shipped in the image; `--app NAME` picks one (dashes become underscores)."""
