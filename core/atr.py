@@ -536,6 +536,10 @@ class ATR:
         if d is None:
             return
         out.append("  Category indicator %s: %s" % (d["category"], d["format"]))
+        if d["format"] == "proprietary":
+            text = _printable(self.historical)
+            if text is not None:
+                out.append('  as text: "%s"' % text)
         for obj in d["objects"]:
             out.append("  %s%s: %s" % (obj["tag"], "%X" % (len(obj["value"]) // 2), obj["name"])
                        + ("" if not obj["value"] else " = " + obj["value"]))
@@ -570,6 +574,14 @@ class ATR:
                                                        ", ".join(self.classes) or "none"))
         for w in self.warnings:
             out.append("Warning: " + w)
+
+
+def _printable(data):
+    """The bytes as ASCII text when every one is printable, else None."""
+    for b in data:
+        if b < 0x20 or b > 0x7E:
+            return None
+    return bytes(data).decode()
 
 
 def _mhz(clock_hz):

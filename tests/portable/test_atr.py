@@ -8,6 +8,7 @@ INVERSE_LINE = "03 4B FF 1B FA 75 BE 41 FF FF FF B5 FF CF F6 FF"
 # Real cards: T=0 + T=1 with T=15 global bytes (TA4 class/clock stop, TB4 SPU).
 SIM = "3B 9F 97 C0 0A B1 FE 45 3F C6 82 80 31 E0 73 FE 21 1B 65 D0 02 3A 14 C9 81 0F 8B"
 GRACE = "3B 95 96 80 B1 FE 55 1F C7 47 72 61 63 65 13"
+JAVACARD = "3B 9C 95 80 81 1F 03 90 67 46 4A 01 00 54 04 F2 72 FE 00 C0"
 # Specific mode: TA2 = 81 (T=1, unable to change).
 SPECIFIC = "3B 90 96 91 81 B1 FE 55 1F C7 D4"
 
@@ -98,6 +99,12 @@ def test_t0_t1_with_t15_global_bytes():
     assert b.classes == ["A", "B", "C"] and b.wi == 10 and b.ifsc == 254
     assert (b.bwi, b.cwi) == (5, 5)
     assert b.historical == b"Grace"
+
+    c = parse_atr(h(JAVACARD))
+    assert c.protocols == [0, 1] and c.tck_ok is True and c.warnings == []
+    assert (c.fi, c.di) == (512, 16) and c.td_protocols == [0, 1, 15]
+    assert c.clock_stop == "not supported" and c.classes == ["A", "B"] and c.spu is None
+    assert (c.ifsc, c.bwi, c.cwi, c.edc, c.wi) == (32, 4, 13, "LRC", 10)
 
 
 def test_specific_mode_ta2():
@@ -212,5 +219,7 @@ def test_explain_lines():
     assert "TB4 = 82  SPU: proprietary use of contact C6 (02)" in sim
     assert "TC2 = 0A  T=0 waiting time integer WI = 10 (WT = 10 x 960 x Fi/f)" in sim
     assert [x for x in sim if "bit/s at 3.5712 MHz" in x]
+    grace = parse_atr(h(GRACE)).explain()
+    assert '  as text: "Grace"' in grace
     bad = parse_atr(h("3B 00 12 34")).explain()
     assert bad[-1] == "Warning: 2 extra bytes after the ATR"

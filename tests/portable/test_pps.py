@@ -71,6 +71,10 @@ def test_protocol_choice_and_defaults():
     assert pps_request_for(SIM, slow) == h("FF 00 FF")
     assert pps_request_for(SIM, slow, protocol=1) == h("FF 01 FE")
     assert pps_request_for(SIM, READER, protocol=1) == h("FF 11 96 78")
+    javacard = parse_atr(h("3B 9C 95 80 81 1F 03 90 67 46 4A 01 00 54 04 F2 72 FE 00 C0"))
+    assert SpeedPolicy().candidates(javacard, READER)[:2] == [(512, 16), (512, 8)]
+    assert pps_request_for(javacard, READER) == h("FF 10 95 7A")
+    assert pps_request_for(javacard, READER, protocol=1) == h("FF 11 95 7B")
     with raises(PPSError) as r:
         pps_request_for(T0_ONLY, READER, protocol=1)
     assert r.value.name == "PPS_PROTOCOL_NOT_OFFERED"
