@@ -15,7 +15,7 @@ class CcidkitError(Exception):
     """
 
     def __init__(self, message, code=None, name=None):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.message = message
         self.code = code
         self.name = name
