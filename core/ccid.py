@@ -1269,32 +1269,44 @@ class SeqTracker:
         self._next = start & 0xFF
         self.max_busy = max_busy
         self._out = {}            # bSeq -> (bSlot, bMessageType)
+        self._busy = {}           # bSlot -> commands outstanding
         self._answered = []       # recent (bSeq, bSlot), oldest first, bounded
+
+    def _add(self, seq, bSlot, bMessageType):
+        self._out[seq] = (bSlot, bMessageType)
+        self._busy[bSlot] = self._busy.get(bSlot, 0) + 1
+
+    def _remove(self, seq):
+        slot = self._out.pop(seq)[0]
+        left = self._busy[slot] - 1
+        if left:
+            self._busy[slot] = left
+        else:
+            del self._busy[slot]
 
     def issue(self, bSlot, bMessageType=None):
         """Next bSeq for a command to ``bSlot``, recorded as outstanding."""
-        abort = bMessageType == PC_to_RDR_Abort
-        busy_slots = self.busy_slots()
-        if bSlot in busy_slots and not abort:
-            raise CCIDError("slot %d already has a command in flight" % bSlot,
-                            CMD_SLOT_BUSY, "CMD_SLOT_BUSY")
-        if (self.max_busy is not None and bSlot not in busy_slots
-                and len(busy_slots) >= self.max_busy):
+        if bSlot in self._busy:
+            if bMessageType != PC_to_RDR_Abort:
+                raise CCIDError("slot %d already has a command in flight" % bSlot,
+                                CMD_SLOT_BUSY, "CMD_SLOT_BUSY")
+        elif self.max_busy is not None and len(self._busy) >= self.max_busy:
             raise CCIDError("%d slots busy (bMaxCCIDBusySlots %d)"
-                            % (len(busy_slots), self.max_busy), CMD_SLOT_BUSY, "CMD_SLOT_BUSY")
+                            % (len(self._busy), self.max_busy), CMD_SLOT_BUSY, "CMD_SLOT_BUSY")
         for _ in range(256):
             seq = self._next
             self._next = (seq + 1) & 0xFF
             if seq not in self._out:
-                self._out[seq] = (bSlot, bMessageType)
+                self._add(seq, bSlot, bMessageType)
                 return seq
         raise CCIDError("256 commands outstanding", None, "SEQ_EXHAUSTED")
 
     def sent(self, bSlot, bSeq, bMessageType=None):
         """Record a command sent with a bSeq chosen elsewhere (e.g. a replay)."""
+        bSeq &= 0xFF
         if bSeq in self._out:
             raise CCIDError("bSeq %d is already outstanding" % bSeq, 6, "SEQ_IN_USE")
-        self._out[bSeq & 0xFF] = (bSlot, bMessageType)
+        self._add(bSeq, bSlot, bMessageType)
 
     def match(self, bSlot, bSeq, time_extension=False, bMessageType=None, failed=False):
         """Pair an answer with its command; returns the command's bMessageType (or None)."""
@@ -1315,7 +1327,7 @@ class SeqTracker:
                                                     message_name(bMessageType)),
                             None, "UNEXPECTED_RESPONSE")
         if not time_extension:
-            del self._out[bSeq]
+            self._remove(bSeq)
             self._answered.append((bSeq, bSlot))
             if len(self._answered) > self.HISTORY:
                 self._answered.pop(0)
@@ -1330,27 +1342,24 @@ class SeqTracker:
         """Drop an outstanding command (timed out, aborted, device reset)."""
         entry = self._out.get(bSeq)
         if entry is not None and entry[0] == bSlot:
-            del self._out[bSeq]
+            self._remove(bSeq)
             return True
         return False
 
     def forget_slot(self, bSlot):
         for seq in sorted(self._out):
             if self._out[seq][0] == bSlot:
-                del self._out[seq]
+                self._remove(seq)
 
     def outstanding(self):
         """Sorted [(bSlot, bSeq)] of the commands awaiting an answer."""
         return sorted([(self._out[s][0], s) for s in self._out])
 
     def busy_slots(self):
-        return sorted(set([self._out[s][0] for s in self._out]))
+        return sorted(self._busy)
 
     def is_busy(self, bSlot):
-        for s in self._out:
-            if self._out[s][0] == bSlot:
-                return True
-        return False
+        return bSlot in self._busy
 
 
 # ---------------------------------------------------------------------------
