@@ -201,8 +201,10 @@ def pps_request_for(atr, caps, policy=None, protocol=None):
     """The PPS request to send after ``atr``, or None when no PPS is needed.
 
     None in specific mode (TA2: §9.1, no PPS), when the reader makes the PPS
-    itself (caps.auto_pps), and when the default 372/1 is chosen and the card
-    offers one protocol only. ``protocol`` defaults to the first offered.
+    itself (caps.auto_pps), and when the default Fd/Dd is chosen together with
+    the first protocol the card offers: a card in negotiable mode that sees no
+    PPS request uses exactly those (ISO/IEC 7816-3 §6.3.1). ``protocol``
+    defaults to the first offered.
     """
     if atr.specific_mode is not None or caps.auto_pps:
         return None
@@ -217,7 +219,7 @@ def pps_request_for(atr, caps, policy=None, protocol=None):
                        name="PPS_PROTOCOL_NOT_OFFERED")
     fi, di = policy.candidates(atr, caps)[0]
     if (fi, di) == DEFAULT_PARAMS:
-        if len(protos) == 1:
+        if protocol == protos[0]:
             return None
         return _encode(protocol, None, None)
     # Keep the card's own TA1 code for its Fi (372 has two codes).

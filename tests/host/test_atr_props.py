@@ -198,7 +198,7 @@ def test_candidates_obey_the_rules(case, caps, max_baud, negotiate):
         assert caps.supports_rate(rate)
     req = pps_request_for(atr, caps, policy)
     if req is None:
-        assert caps.auto_pps or (cands[0] == (372, 1) and len(atr.protocols) == 1)
+        assert caps.auto_pps or cands[0] == (372, 1)
     else:
         r = parse_pps_response(req, req)
         assert r.protocol == atr.protocols[0] and (r.fi, r.di) == cands[0]

@@ -66,9 +66,10 @@ def test_specific_mode_no_pps():
 def test_protocol_choice_and_defaults():
     # Only T=0, default speed: no PPS at all.
     assert pps_request_for(T0_ONLY, READER) is None
-    # T=0 and T=1 offered: the choice is made explicit even at 372/1.
+    # T=0 and T=1 offered, the first (T=0) kept at Fd/Dd: the card uses those
+    # without a PPS (ISO/IEC 7816-3 §6.3.1); another protocol must be asked for.
     slow = ReaderCaps(4000000, 10752)
-    assert pps_request_for(SIM, slow) == h("FF 00 FF")
+    assert pps_request_for(SIM, slow) is None
     assert pps_request_for(SIM, slow, protocol=1) == h("FF 01 FE")
     assert pps_request_for(SIM, READER, protocol=1) == h("FF 11 96 78")
     javacard = parse_atr(h("3B 9C 95 80 81 1F 03 90 67 46 4A 01 00 54 04 F2 72 FE 00 C0"))
