@@ -806,7 +806,7 @@ class CCIDMessage:
                 lines.append(" %s:" % name)
                 for n2, v2 in value.fields():
                     lines.append("  %s: %s" % (n2, _value_text(v2)))
-            elif name == "abData" and redact and _carries_pin(self):
+            elif name == "abData" and redact and carries_pin(self):
                 lines.append(" abData: %s ... (%d bytes, PIN command data hidden)"
                              % (to_hex(value[:5]), len(value)))
             else:
@@ -825,7 +825,7 @@ class CCIDMessage:
     def __repr__(self):
         parts = []
         for name, value in self.fields()[1:]:
-            if name == "abData" and _carries_pin(self):
+            if name == "abData" and carries_pin(self):
                 parts.append("abData=<%d bytes>" % len(value))
             elif isinstance(value, (bytes, bytearray)):
                 parts.append("%s=%s" % (name, to_hex(value, "") or "''"))
@@ -849,7 +849,8 @@ def _value_text(v):
 _PIN_INS = (0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D)
 
 
-def _carries_pin(msg):
+def carries_pin(msg):
+    """True when msg is an XfrBlock whose APDU (or T=1 I-block) is a PIN command."""
     if msg.bMessageType != 0x6F:
         return False
     d = msg.abData
