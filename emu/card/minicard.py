@@ -244,9 +244,7 @@ class MiniCard:
             return _sw(0x6A86)
         if cmd.cla & 0x10:
             # not the last command of a chain: keep the data, answer 9000
-            if cmd.ne is not None:
-                self.chain_buffer = None
-                return _sw(0x6700)
+            # (an Le here is ignored: T=0 adds Le 00 to every case-3 TPDU)
             buf = self.chain_buffer if self.chain_buffer is not None else b""
             if len(buf) + len(cmd.data) > MAX_CHAIN:
                 self.chain_buffer = None
