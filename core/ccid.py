@@ -189,13 +189,23 @@ def error_text(bError, bMessageType=None):
     return "RFU error 0x%02X" % bError
 
 
-def _field_at(fields, index):
+def _field_at(fields, index, want=None):
+    """Name of the header field covering byte ``index`` (or None/"?"); with
+    ``want``, that name when the layout has it, else None."""
     pos = 0
     for name, size in fields:
-        if pos <= index < pos + size:
+        if want is not None:
+            if name == want:
+                return name
+        elif pos <= index < pos + size:
             return name
         pos += size
-    return "?"
+    return None if want is not None else "?"
+
+
+# Structured data fields a bulk message may be given (see CCIDMessage).
+_DATA_FIELDS = ("abProtocolDataStructure", "bPINOperation", "abPINDataStructure",
+                "abPINData", "dwClockFrequency", "dwDataRate")
 
 
 def icc_status(bStatus):
@@ -656,6 +666,9 @@ class CCIDMessage:
         self._raw = b""
         data = fields.pop("abData", None)
         for name in fields:
+            if name not in _DATA_FIELDS and _field_at(self._layout, -1, name) is None:
+                raise CCIDError("%s has no field %s" % (layout[0], name), None,
+                                "UNKNOWN_FIELD")
             setattr(self, name, fields[name])
         if data is not None:
             self.abData = data

@@ -105,6 +105,8 @@ def test_set_parameters_named_fields():
             ccid.decode_message(h(bad))
     with raises(CCIDError):
         CCIDMessage(0x61, bProtocolNum=0, abProtocolDataStructure=ccid.T1Parameters()).to_bytes()
+    with raises(CCIDError, "UNKNOWN_FIELD"):
+        CCIDMessage(0x61, bProtocolnum=1)
     # another protocol keeps its bytes raw
     other = ccid.decode_message(h("61 03000000 00 08 80 0000 010203"))
     assert other.abProtocolDataStructure is None and other.abData == h("010203")
