@@ -21,14 +21,6 @@ class APDUError(CcidkitError):
     BAD_CHAIN.
     """
 
-    def __init__(self, message, code=None, name=None):
-        # MicroPython's Exception has no __init__ attribute to call by name
-        # (CcidkitError.__init__ does so): initialise through super() instead.
-        super(CcidkitError, self).__init__(message)
-        self.message = message
-        self.code = code
-        self.name = name
-
 
 INS_GET_RESPONSE = 0xC0
 INS_ENVELOPE = 0xC2

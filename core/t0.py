@@ -44,14 +44,6 @@ class T0Error(CcidkitError):
     the offending byte where there is one.
     """
 
-    def __init__(self, message, code=None, name=None):
-        # MicroPython's Exception has no __init__ attribute to call by name
-        # (CcidkitError.__init__ does so): initialise through super() instead.
-        super(CcidkitError, self).__init__(message)
-        self.message = message
-        self.code = code
-        self.name = name
-
 
 def _is_sw1(b):
     # §10.3.3: SW1 is 6X (X != 0) or 9X
