@@ -1240,14 +1240,14 @@ class BulkInReassembler:
             if mps and pos < n:
                 self._fail("%d bytes after a %d-byte message in one transfer"
                            % (n - pos, self._need), "TRAILING_DATA")
-            view = memoryview(self._buf)[0:self._need]
+            total = self._need
+            self._fill = 0          # empty before decoding: a bad message leaves no residue
+            self._need = -1
+            view = memoryview(self._buf)[0:total]
             if self.decode:
                 msg = decode_bulk_in(view, self.max_message_length)
             else:
                 msg = bytes(view)
-            total = self._need
-            self._fill = 0
-            self._need = -1
             if mps and total % mps == 0:
                 self._expect_zlp = True
             if out is None:

@@ -211,7 +211,13 @@ def test_reassembler_usb_packets(wires, mps, per_read):
     assert got == wires and r.pending == 0
 
 
-@given(st.lists(st.binary(max_size=80), max_size=12), st.sampled_from([None, 8, 64]))
+in_header = st.builds(lambda t, n, rest: struct.pack("<BI", t, n) + rest,
+                     st.sampled_from([0x80, 0x81, 0x82, 0x84, 0x6F]), st.integers(0, 20),
+                     st.binary(max_size=30))
+
+
+@given(st.lists(st.one_of(st.binary(max_size=80), in_header), max_size=12),
+       st.sampled_from([None, 8, 64]))
 def test_reassembler_arbitrary_reads(chunks, mps):
     r = ccid.BulkInReassembler(max_packet_size=mps, max_message_length=400)
     for c in chunks:

@@ -333,6 +333,10 @@ def test_reassembler_partial_reads_short_packets_and_zlp():
         small.feed(h("80 FFFFFF7F 00 01 00 00 00") + bytes(54))
     with raises(CCIDError, "UNKNOWN_MESSAGE"):
         small.feed(h("6F 00000000 00 01 000000"))
+    # a complete but malformed message leaves nothing behind
+    with raises(CCIDError, "BAD_LENGTH"):
+        small.feed(h("84 03000000 00 01 00 00 00 010203"))
+    assert small.pending == 0 and small.feed(_data_block(6, b""))[0].bSeq == 6
 
 
 def test_reassembler_stream_mode_splits_anywhere():
