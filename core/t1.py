@@ -75,8 +75,9 @@ numbers):
   makes it send that R-block again.
 - rule 7.3: an invalid block or a time-out after an S(... request) makes the
   reader send the S(... request) again.
-- rule 7.4: every recovery is bounded: ``max_retries`` consecutive attempts,
-  then resynchronisation (rule 6).
+- rule 7.4: every recovery is bounded: ``max_retries`` consecutive invalid
+  blocks or time-outs, or ``max_retries`` consecutive retransmission requests
+  (rule 7.5), then resynchronisation (rule 6).
 - rule 7.5: R(N(R)) with N(R) equal to the N(S) of the reader's last I-block
   asks for it again: the reader retransmits it.
 - rule 7.6: BWT elapsing without a block (``timeout()``) is handled like an
@@ -418,6 +419,7 @@ class T1Reader:
         self._chunk = 0
         self._more = False
         self._retries = 0
+        self._naks = 0
         self._s_streak = 0
         self._wait_mult = 1
         self._stype = 0
@@ -625,11 +627,13 @@ class T1Reader:
     def _resynch(self):
         self.resynchs += 1
         self._retries = 0
+        self._naks = 0
         self._recovering = True
         self._send_s_request(S_RESYNCH, -1)
 
     def _progress(self):
         self._retries = 0
+        self._naks = 0
         self._s_streak = 0
 
     def _on_r(self, nr):
@@ -637,9 +641,10 @@ class T1Reader:
             # rule 7.2: an R-block where an I-block was due: send our R-block again
             return self._invalid(R_OTHER_ERROR, "R-block while receiving a chain")
         if nr == self._ns:
-            # rule 7.5: the card asks for our last I-block again
-            self._retries += 1
-            if self._retries > self.max_retries:
+            # rule 7.5: the card asks for our last I-block again (counted on
+            # their own: a loss then a request is one incident, not two)
+            self._naks += 1
+            if self._naks > self.max_retries:
                 return self._resynch()
             self.retransmissions += 1
             return self._send_chunk()   # cut at the current IFSC (rule 4)

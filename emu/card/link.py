@@ -4,9 +4,10 @@
 (the exchange-helper convention of docs/architecture.md): it carries the
 reader's block to ``card_engine.receive_block`` and returns the answer, or
 None for "nothing within the timeout", applying the scripted faults on the
-way. Each :class:`Fault` fires at given link-call indexes (``at``, 0-based)
-or whenever ``when(index, block)`` is true, at most ``times`` times (None =
-no limit).
+way. Each :class:`Fault` fires at given link-call indexes (``at``, 0-based,
+an int or a tuple) or whenever ``when(index, block)`` is true, at most
+``times`` times (None = no limit; by default once for ``when``, at every
+index of ``at``).
 
 Fault kinds (``to`` = "card" for the reader's block, "reader" for the answer):
 
@@ -27,13 +28,15 @@ KINDS = ("corrupt", "lose", "bad_ns", "nad", "duplicate", "wtx", "ifs", "abort")
 
 
 class Fault:
-    def __init__(self, kind, at=None, when=None, to="card", value=None, count=1, times=1):
+    def __init__(self, kind, at=None, when=None, to="card", value=None, count=1, times=-1):
         if kind not in KINDS:
             raise ValueError("unknown fault kind %r" % (kind,))
         if to != "card" and to != "reader":
             raise ValueError("to must be 'card' or 'reader'")
         if isinstance(at, int):
             at = (at,)
+        if times == -1:
+            times = None if at is not None else 1
         self.kind = kind
         self.at = at
         self.when = when
