@@ -16,7 +16,7 @@ None`` sends ``data`` (maybe empty) and returns the next bytes the card sent
 (at least one), None when nothing came within the timeout.
 """
 
-from .apdu import APDUError, CommandAPDU, DEFAULT_MAX_ROUNDS
+from .apdu import APDUError, CommandAPDU, DEFAULT_MAX_ROUNDS, get_response_cla
 from .errors import CcidkitError
 from .iso7816 import wt_us
 
@@ -304,7 +304,7 @@ class T0Reader:
 
     def _follow(self, cla, tpdu, resp, link, ne):
         """Follow 61xx / 6Cxx (§12.2.2 - §12.2.4); at most ``ne`` data bytes (None: no limit)."""
-        gr_cla = cla & ~CLA_CHAINING & 0xFF if cla < 0x80 else 0x00
+        gr_cla = get_response_cla(cla)
         collected = bytearray()
         rounds = 0
         while True:
