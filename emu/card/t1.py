@@ -114,6 +114,15 @@ class T1Card:
         self.blocks_out += 1
         return block
 
+    def _again(self, block):
+        """A block sent before, addressed to the NAD of the block being answered."""
+        if block[0] != self._nad_out:
+            buf = bytearray(block)
+            buf[0] = self._nad_out
+            put_edc(buf, len(buf) - (1 if self.edc == "LRC" else 2), self.edc)
+            block = bytes(buf)
+        return self._out(block)
+
     def _next_chunk(self):
         """Build our next new I-block of the response chain."""
         rest = len(self._tx) - self._tx_off
@@ -153,7 +162,7 @@ class T1Card:
     def _invalid(self, error):
         self.invalid_in += 1
         if self._pending is not None:
-            return self._out(self._pending)     # rule 7.3
+            return self._again(self._pending)   # rule 7.3
         return self._out(self._r(error))        # rule 7.1
 
     def receive_block(self, data):
@@ -185,7 +194,7 @@ class T1Card:
             if nr == self._last_i_ns:
                 # rule 7.5: the reader did not get our last I-block
                 self.retransmitted += 1
-                return self._out(self._last_i)
+                return self._again(self._last_i)
             if self._tx_more:
                 # rule 5: chained block acknowledged
                 self._tx_off += self._tx_n
@@ -282,4 +291,11 @@ class T1Card:
         if stype == S_ABORT or cont is None:
             # rule 9: give the turn back to the reader
             return self._out(self._r(R_OK))
+        if cont[0] != self._nad_out:
+            buf = bytearray(cont)
+            buf[0] = self._nad_out
+            put_edc(buf, len(buf) - (1 if self.edc == "LRC" else 2), self.edc)
+            cont = bytes(buf)
+            if self._last_i is not None and cont[1] & 0x80 == 0:
+                self._last_i = cont
         return self._turn(cont)

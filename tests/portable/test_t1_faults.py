@@ -116,7 +116,7 @@ def test_each_fault_alone_lrc_and_crc():
         for at in (0, 3, 6, 8, 12):
             for kind, to in (("corrupt", "card"), ("corrupt", "reader"), ("lose", "card"),
                              ("lose", "reader"), ("bad_ns", "card"), ("bad_ns", "reader"),
-                             ("duplicate", "card"), ("nad", "reader")):
+                             ("duplicate", "card"), ("nad", "reader"), ("nad", "card")):
                 run_small([Fault(kind, at=at, to=to, value=0x07)], edc)
             run_small([Fault("wtx", at=at, value=2)], edc)
             run_small([Fault("ifs", at=at, value=9)], edc)
