@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="python3 python3-venv python3-dev gcc make git \
-  gnu-efi qemu-system-x86 ovmf mtools dosfstools"
+  gnu-efi qemu-system-x86 ovmf mtools dosfstools \
+  pcscd libccid vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -31,7 +32,7 @@ stamp=.venv/.ccidkit-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,uefi,host]'
+  .venv/bin/pip install -q -e '.[test,uefi,host,cards]'
   touch "$stamp"
 fi
 
