@@ -365,6 +365,15 @@ class VSCardServer:
         return ["usb-ccid,id=%s,bus=%s" % (reader_id, bus),
                 "ccid-card-passthru,id=%s,chardev=%s" % (card_id, chardev_id)]
 
+    def qemu_options(self, index=0):
+        """QEMU options for reader number ``index`` of a VM: chardev ``ccid<i>``,
+        usb-ccid ``ccid<i>``, card ``card<i>`` (what the pytest plugin's
+        ``attach`` uses)."""
+        chardev = "ccid%d" % index
+        return {"chardevs": [self.chardev_arg(chardev)],
+                "devices": self.device_args(chardev, reader_id="ccid%d" % index,
+                                            card_id="card%d" % index)}
+
     def wait_connected(self, timeout=30.0):
         """Block until QEMU is connected (bounded); False on timeout."""
         deadline = time.monotonic() + timeout

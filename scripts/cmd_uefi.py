@@ -57,6 +57,14 @@ def _no_builder(args):
     return 2
 
 
+def _build_errors():
+    try:
+        from ccidkit.uefi.build import UefiBuildError
+    except ImportError:
+        return ()
+    return (UefiBuildError,)
+
+
 def _image(args):
     """The ESP to boot: --image, $CCIDKIT_UEFI_IMAGE, or a (cached) build."""
     if args.image:
@@ -83,8 +91,11 @@ def run_vm(args):
         status, vm = qemu.run(image, app=args.app, args=args.app_args, timeout=args.timeout,
                               echo=None if args.quiet else echo, log_path=args.log,
                               extra_devices=args.device, chardevs=args.chardev)
-    except CcidkitError as e:   # QemuError, or the builder's own error
+    except CcidkitError as e:   # QemuError
         sys.stderr.write("ccidkit uefi run: %s\n" % e)
+        return 2
+    except _build_errors() as e:
+        sys.stderr.write("ccidkit uefi run: build failed: %s\n" % e)
         return 2
     sys.stderr.write("ccidkit uefi run: %s\n" % vm.exit_message)
     return status
