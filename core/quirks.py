@@ -1,0 +1,58 @@
+"""Reader quirks: ONE table keyed by "VVVV:PPPP", read by the driver and nowhere else.
+
+Each entry is a dict of overrides; the driver looks up every knob through
+``quirks_for(vid, pid)`` and never tests a VID or PID itself. Knobs:
+
+    name              who the reader is (for logs and reports)
+    max_baud          cap on the card data rate the speed policy may choose (bit/s)
+    data_rates        the rates (bit/s) the driver allows, instead of GET_DATA_RATES
+    exchange          force the exchange level: "TPDU", "short APDU", "extended APDU"
+    max_busy_slots    replaces bMaxCCIDBusySlots
+    max_message_length  replaces dwMaxCCIDMessageLength (bytes, header included)
+    max_response      longest answer the reader delivers intact (bytes of abData)
+    pin_support       replaces bPINSupport (0 = none)
+    no_escape         PC_to_RDR_Escape is not implemented
+    no_abort          neither the ABORT request nor PC_to_RDR_Abort is implemented
+    why               the evidence, one line
+"""
+
+QUIRKS = {
+    # Alcor Micro AU9560: PPS to fast rates fails with some cards (an Acos-ID
+    # card among them) although the descriptor lists them; ~200 kbit/s is safe.
+    "058F:9540": {
+        "name": "Alcor Micro AU9560",
+        "max_baud": 200000,
+        "why": "PPS / SetParameters above ~200 kbit/s fail with some cards",
+    },
+    # QEMU's usb-ccid: announces TPDU level but hands XfrBlock data to the
+    # card as a whole APDU; one busy slot; drops answers over 374 bytes;
+    # bPINSupport and dwMaxCCIDMessageLength are not true.
+    "08E6:4433": {
+        "name": "QEMU usb-ccid",
+        "exchange": "short APDU",
+        "max_busy_slots": 1,
+        "max_message_length": 271,
+        "max_response": 374,
+        "pin_support": 0,
+        "no_escape": True,
+        "no_abort": True,
+        "why": "emulation: APDU passthrough, Secure/Escape/Abort answered with bStatus 40",
+    },
+}
+
+
+def quirk_key(vid, pid):
+    return "%04X:%04X" % (vid & 0xFFFF, pid & 0xFFFF)
+
+
+def quirks_for(vid, pid, extra=None):
+    """The quirks of a reader (a new dict), with ``extra`` overrides applied on top."""
+    out = {}
+    entry = QUIRKS.get(quirk_key(vid, pid))
+    if entry:
+        for k in entry:
+            out[k] = entry[k]
+    if extra:
+        for k in extra:
+            out[k] = extra[k]
+    return out
