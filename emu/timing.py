@@ -1,0 +1,132 @@
+"""Emulated time for the emulated readers: a virtual clock, the card-line and
+USB timing model, and the bus the readers behind one hub share.
+
+Nothing here sleeps unless asked: ``VirtualClock(time_scale=0)`` is pure
+virtual time (tests run as fast as Python goes); ``time_scale`` > 0 also
+sleeps that many real seconds per emulated second as the clock advances.
+
+Card line (ISO/IEC 7816-3): one etu = F / (D · f) (§7.1); a character is
+10 etu of data plus the guard time: 12 etu for T=0 (§7.2, §10.2) and 11 etu
+for T=1 (§11.2), plus N extra etu from TC1 (N = 255 means the minimum).
+T=1 blocks are separated by BGT = 22 etu (§11.4.3); T=0 adds one procedure
+byte per TPDU and the two status bytes.
+
+USB (full speed, USB 2.0 §5.8 and §8.4): 1 ms frames; a bulk packet of up
+to 64 bytes takes about 64·8 bit / 12 Mbit/s plus packet overhead; the host
+polls a pending IN endpoint once a frame, so an answer becomes visible at
+the next frame boundary. Readers behind one hub share one ``Bus``: a
+transfer starts when the bus is free.
+"""
+
+import time
+
+FRAME_US = 1000              # full-speed frame
+FULL_SPEED_BPS = 12000000
+PACKET_OVERHEAD_BITS = 88    # token + data/handshake packets, bit stuffing ignored
+BGT_ETU = 22                 # ISO/IEC 7816-3 §11.4.3
+
+
+class VirtualClock:
+    """Emulated time in microseconds; only the model advances it."""
+
+    def __init__(self, time_scale=0.0, start_us=0):
+        if time_scale < 0:
+            raise ValueError("time_scale must be >= 0")
+        self.time_scale = float(time_scale)
+        self._now = int(start_us)
+
+    def now_us(self):
+        return self._now
+
+    def advance(self, us):
+        """Move time forward by ``us`` (>= 0); sleeps scaled real time when asked."""
+        us = int(us)
+        if us <= 0:
+            return self._now
+        self._now += us
+        if self.time_scale > 0:
+            time.sleep(us * self.time_scale / 1000000.0)
+        return self._now
+
+    def advance_to(self, t_us):
+        if t_us > self._now:
+            self.advance(t_us - self._now)
+        return self._now
+
+
+def etu_us(fi, di, clock_hz):
+    """ISO/IEC 7816-3 §7.1: one etu = F / (D · f), in µs."""
+    return fi * 1000000.0 / (di * clock_hz)
+
+
+def char_etu(protocol, n=0):
+    """etu per character: 12 (T=0) or 11 (T=1) with N = 255, else 12 + N (§8.3 TC1)."""
+    if n == 255:
+        return 12 if protocol == 0 else 11
+    return 12 + n
+
+
+def char_time_us(fi, di, clock_hz, protocol=0, n=0):
+    return char_etu(protocol, n) * etu_us(fi, di, clock_hz)
+
+
+def data_rate_bps(fi, di, clock_hz):
+    """Bits per second on the card line: f · D / F."""
+    return clock_hz * di // fi
+
+
+def tpdu_t0_us(bytes_to_card, bytes_from_card, fi, di, clock_hz, n=0):
+    """One T=0 TPDU: the header and data, one procedure byte, the answer and SW1 SW2."""
+    chars = bytes_to_card + 1 + bytes_from_card
+    return chars * char_time_us(fi, di, clock_hz, 0, n)
+
+
+def block_t1_us(block_len, fi, di, clock_hz, n=0):
+    """One T=1 block on the line plus the block guard time before the next one."""
+    e = etu_us(fi, di, clock_hz)
+    return block_len * char_etu(1, n) * e + BGT_ETU * e
+
+
+def apdu_line_us(apdu_len, resp_len, protocol, fi, di, clock_hz, ifsc=32, n=0):
+    """Line time of a whole APDU exchange done by an APDU-level reader."""
+    if protocol == 1:
+        t = 0.0
+        for size in (apdu_len, resp_len):
+            blocks = max(1, (size + ifsc - 1) // ifsc)
+            t += blocks * block_t1_us(0, fi, di, clock_hz, n) + (size + 4 * blocks) * \
+                char_etu(1, n) * etu_us(fi, di, clock_hz)
+        return t
+    return tpdu_t0_us(apdu_len, resp_len, fi, di, clock_hz, n)
+
+
+def usb_bulk_us(nbytes, max_packet=64):
+    """Bus time of one bulk transfer of ``nbytes`` (a zero-length packet at least)."""
+    packets = max(1, (nbytes + max_packet - 1) // max_packet)
+    if nbytes and nbytes % max_packet == 0:
+        packets += 1       # the zero-length packet that ends the transfer
+    bits = nbytes * 8 + packets * PACKET_OVERHEAD_BITS
+    return (bits * 1000000 + FULL_SPEED_BPS - 1) // FULL_SPEED_BPS
+
+
+def next_frame(t_us):
+    """The start of the first frame at or after ``t_us``."""
+    return ((t_us + FRAME_US - 1) // FRAME_US) * FRAME_US
+
+
+class Bus:
+    """One full-speed bus (a hub and the readers behind it): transfers take turns."""
+
+    def __init__(self, name="bus"):
+        self.name = name
+        self.free_at = 0
+        self.transfers = 0
+        self.busy_us = 0
+
+    def transfer(self, start_us, duration_us):
+        """Reserve the bus for a transfer wanted at ``start_us``; returns its end."""
+        begin = start_us if start_us > self.free_at else self.free_at
+        end = begin + int(duration_us)
+        self.free_at = end
+        self.transfers += 1
+        self.busy_us += int(duration_us)
+        return end
