@@ -1,0 +1,37 @@
+"""usb-probe inside UEFI against QEMU's usb-ccid with our VSCard card behind it."""
+
+from ccidkit.core.hexutil import to_hex
+from ccidkit.emu.vscard import StubCard
+
+
+def probe_lines(vm):
+    out = {}
+    for line in vm.console_lines:
+        if line.startswith("usb-probe: "):
+            key, _, rest = line[len("usb-probe: "):].partition(" ")
+            out.setdefault(key, []).append(rest)
+    return out
+
+
+def test_usb_probe_reads_descriptor_atr_and_apdu(uefi_vm, vscard):
+    card = StubCard()
+    srv = vscard(card)
+    vm = uefi_vm("usb-probe", args=["80EE000005A1B2C3D4E500"], attach=[srv])
+    assert vm.qmp_command("query-status")["status"] == "running"
+    assert srv.wait_connected(60)
+    status = vm.wait_exit(300)
+    assert status == 0, vm.exit_message + "\n" + vm.console
+
+    lines = probe_lines(vm)
+    assert lines["reader"][0].startswith("08E6:4433 interface 0")
+    assert lines["dwFeatures"] == [
+        "0x000104FE dwProtocols 0x00000001 dwMaxIFSD 254 dwMaxCCIDMessageLength 65554"]
+    assert lines["bcdCCID"] == ["1.10 bMaxSlotIndex 0 bVoltageSupport 0x07"]
+    assert lines["endpoints:"] == ["bulk-in 0x82 bulk-out 0x03 interrupt 0x81"]
+    assert lines["ATR"] == [to_hex(card.atr)]
+    assert lines["APDU"] == ["-> 80 EE 00 00 05 A1 B2 C3 D4 E5 00",
+                             "<- A1 B2 C3 D4 E5 90 00"]
+    # what the card side saw: exactly the APDU, unchanged, answered once
+    assert srv.apdus == [(bytes.fromhex("80EE000005A1B2C3D4E500"),
+                          bytes.fromhex("A1B2C3D4E59000"))]
+    assert srv.peer_version == 2
