@@ -23,6 +23,7 @@ static char *g_pending;
 static size_t g_pending_len;
 
 extern int ck_from_shell;
+extern int ck_exit_marked;
 
 /* ---- output buffer ---- */
 static void out_reserve(ck_out_t *o, size_t more) {
@@ -351,6 +352,7 @@ static EFI_STATUS svc_exit(ck_args_t *a, ck_out_t *o, const char **msg) {
   (void)o;
   uint64_t code;
   if (ck_arg_u64(a, &code) || ck_arg_end(a) || code > 255) BAD("exit CODE (0..255)");
+  ck_exit_marked = 1;
   ck_exit_now((uint32_t)code);
 }
 

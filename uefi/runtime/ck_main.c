@@ -28,6 +28,7 @@ const char *ck_argv[CK_MAX_ARGS];
 static char g_argbuf[CK_ARGS_BYTES];
 static size_t g_argused;
 int ck_from_shell;                 /* started by the UEFI shell (vs. boot manager) */
+int ck_exit_marked;                /* efi.exit(): /boot.py printed the exit marker */
 
 static uint8_t *g_stack_base;
 static jmp_buf g_exit_jmp;
@@ -219,7 +220,7 @@ static void run_module(void *unused) {
   wasm_rt_init();
   wasm2c_mp_instantiate(&g_mp, &g_host_instance, &g_wasi_instance);
   g_in_module = 1;
-  int how = (int)setjmp(g_exit_jmp);
+  volatile int how = (int)setjmp(g_exit_jmp);
   if (how == 0) {
     if (setjmp(trap_jmp) == 0) {
       ck_trap_target = &trap_jmp;
@@ -230,8 +231,16 @@ static void run_module(void *unused) {
       ck_puts(wasm_rt_strerror((wasm_rt_trap_t)ck_last_trap));
       ck_puts("\r\n");
       g_exit_status = 70;
+      ck_exit_marked = 1;
       ck_puts("CCIDKIT-EXIT status=70\r\n");
     }
+  }
+  if (!ck_exit_marked) {
+    /* sys.exit() or an exception that escaped /boot.py: MicroPython ended
+     * with proc_exit and nobody printed the marker the host waits for */
+    ck_puts("CCIDKIT-EXIT status=");
+    ck_put_dec(g_exit_status);
+    ck_puts("\r\n");
   }
   g_in_module = 0;
   ck_trap_target = NULL;
