@@ -106,6 +106,9 @@ def uefi_vm(request, uefi_image):
             opts = thing.qemu_options(i)
             chardevs += list(opts.get("chardevs", ()))
             extra_devices += list(opts.get("devices", ()))
+        for old in mine:
+            if not old.running:
+                old.close()          # finished VMs free the one-VM slot at once
         kwargs.setdefault("echo", _echo(request.config))
         vm = qemu.Vm(uefi_image, app, args, extra_devices=extra_devices, chardevs=chardevs,
                      extra_args=extra_args, **kwargs)

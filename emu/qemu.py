@@ -517,13 +517,18 @@ class Vm:
             if self.workdir and os.path.isdir(self.workdir):
                 shutil.rmtree(self.workdir, ignore_errors=True)
         finally:
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
-            if self._owns_process_slot:
-                with _process_lock:
-                    _process_vm[0] = None
-                self._owns_process_slot = False
+            self._release()
+
+    def _release(self):
+        """Let the next VM start (QEMU is gone): the machine lock and this
+        process's VM slot."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if self._owns_process_slot:
+            with _process_lock:
+                _process_vm[0] = None
+            self._owns_process_slot = False
 
     def _join_readers(self):
         for t in self._readers:
@@ -670,6 +675,7 @@ class Vm:
             self.timed_out = True
             self.kill()
         self._join_readers()
+        self._release()
         self.returncode = self.proc.returncode
         self.status, msg = exit_status(self.marker_status(), self.returncode, self.timed_out)
         if self.timed_out:

@@ -168,3 +168,19 @@ def test_cli_parses_run_options():
         ["uefi", "run", "--app", "core-tests", "--timeout", "60", "--", "-v", "x"])
     assert (args.app, args.timeout, args.app_args) == ("core-tests", 60.0, ["-v", "x"])
     assert args.func.__name__ == "run_vm"
+
+
+def test_machine_lock_is_exclusive_and_bounded(monkeypatch, tmp_path):
+    lock_file = str(tmp_path / "vm.lock")
+    monkeypatch.setattr(qemu, "_lock_path", lambda: lock_file)
+    first = qemu._MachineLock(timeout=5)
+    first.acquire()
+    notes = []
+    second = qemu._MachineLock(timeout=0.3, note=notes.append)
+    with pytest.raises(QemuError) as e:
+        second.acquire()
+    assert e.value.name == "VM_BUSY"
+    assert notes and "waiting for another ccidkit VM" in notes[0]
+    first.release()
+    second.acquire()          # free again
+    second.release()

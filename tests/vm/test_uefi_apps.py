@@ -40,7 +40,8 @@ def test_core_tests_in_uefi_match_the_micropython_binary(ccidkit_cli, esp_dir):
 
 
 def test_cli_hello_and_status_propagation(ccidkit_cli, esp_dir):
-    proc = ccidkit_cli("uefi", "run", "--app", "hello", "--timeout", "60", "--image", esp_dir)
+    # exactly as a user types it: the image comes from $CCIDKIT_UEFI_IMAGE or a cached build
+    proc = ccidkit_cli("uefi", "run", "--app", "hello", "--timeout", "60")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "hello from ccidkit" in proc.stdout
     assert proc.stdout.rstrip().endswith("CCIDKIT-EXIT status=0")
