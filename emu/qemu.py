@@ -365,13 +365,14 @@ class Vm:
     image: a build result, an ESP directory or a single .efi file (None: the
     default build output). app/args: written to ``\\ccidkit\\args.txt`` (app
     None: no file, the firmware's default app). echo: a callable taking each
-    console line as it arrives (e.g. ``print``), or None. log_path: also write
+    console line as it arrives (e.g. ``print``), or None; echo_err: the same
+    for QEMU's own stderr lines (default: echo, prefixed "qemu: "). log_path: also write
     the raw console there. extra_devices / chardevs / extra_args: see
     build_command_line. exclusive: take the machine-wide VM lock.
     """
 
     def __init__(self, image=None, app=None, args=(), extra_devices=(), chardevs=(),
-                 extra_args=(), echo=None, log_path=None, memory_mb=DEFAULT_MEMORY_MB,
+                 extra_args=(), echo=None, echo_err=None, log_path=None, memory_mb=DEFAULT_MEMORY_MB,
                  kvm=None, qmp=True, exclusive=True, lock_timeout=DEFAULT_LOCK_TIMEOUT,
                  no_reboot=True):
         self.image = image
@@ -383,6 +384,7 @@ class Vm:
         self.chardevs = list(chardevs)
         self.extra_args = list(extra_args)
         self.echo = echo
+        self.echo_err = echo_err
         self.log_path = log_path
         self.memory_mb = memory_mb
         self.kvm = kvm_usable() if kvm is None else kvm
@@ -581,9 +583,10 @@ class Vm:
                 break
             with self._cond:
                 self._stderr += chunk
-            if self.echo is not None:
+            sink = self.echo_err or self.echo
+            if sink is not None:
                 for line in chunk.decode("utf-8", "replace").splitlines():
-                    self.echo("qemu: " + line)
+                    sink("qemu: " + line)
 
     @property
     def console(self):

@@ -280,7 +280,9 @@ class VSCardServer:
     (0700) temporary directory; ``unix=False`` on 127.0.0.1 with an
     ephemeral port (TCP_NODELAY). QEMU connects as a client (reconnect=1),
     one connection at a time; each new connection is greeted with Init,
-    ReaderAdd and, if the card is inserted, its ATR.
+    ReaderAdd and, if the card is inserted, its ATR. The guest's power on/off
+    never reach this side, so the card's optional ``power_on()`` is called
+    when its ATR is sent (insertion) and ``power_off()`` at removal.
 
     ``trace`` (a list, readable while running) records one pcscd-style line
     per message; ``apdus`` the (command, response) pairs served.
@@ -391,11 +393,23 @@ class VSCardServer:
         if atr is not None:
             self.card.atr = bytes(atr)
         self.inserted = True
-        self._send(VSC_ATR, self._check_atr(self.card.atr))
+        self._send_atr()
 
     def remove_card(self):
         self.inserted = False
+        power_off = getattr(self.card, "power_off", None)
+        if power_off is not None:
+            power_off()
         self._send(VSC_CardRemove, b"")
+
+    def _send_atr(self):
+        # The guest's IccPowerOn/Off never reach this side (QEMU answers them
+        # from the ATR it holds), so the card's session starts at insertion.
+        atr = self._check_atr(self.card.atr)
+        power_on = getattr(self.card, "power_on", None)
+        if power_on is not None:
+            power_on()
+        self._send(VSC_ATR, atr)
 
     # -- internals ------------------------------------------------------
     @staticmethod
@@ -482,7 +496,7 @@ class VSCardServer:
                             self._reader_id = msg.reader_id
                         atr_sent = True
                         if self.inserted:
-                            self._send(VSC_ATR, self._check_atr(self.card.atr))
+                            self._send_atr()
                 elif msg.type == VSC_APDU:
                     try:
                         response = bytes(self.card.process_apdu(msg.payload))

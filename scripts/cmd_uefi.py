@@ -86,10 +86,14 @@ def run_vm(args):
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
+    def echo_err(line):
+        sys.stderr.write(line + "\n")
+
     try:
         image = _image(args)
         status, vm = qemu.run(image, app=args.app, args=args.app_args, timeout=args.timeout,
-                              echo=None if args.quiet else echo, log_path=args.log,
+                              echo=None if args.quiet else echo,
+                              echo_err=None if args.quiet else echo_err, log_path=args.log,
                               extra_devices=args.device, chardevs=args.chardev)
     except CcidkitError as e:   # QemuError
         sys.stderr.write("ccidkit uefi run: %s\n" % e)

@@ -273,3 +273,38 @@ def test_server_refuses_an_atr_qemu_would_not_take():
     assert e.value.name == "VSC_BAD_ATR"
     with pytest.raises(VSCardError):
         srv._check_atr(b"\x3b" + bytes(40))
+
+
+def test_server_starts_the_card_session_at_insertion():
+    class Counting(StubCard):
+        ups = downs = 0
+
+        def power_on(self):
+            self.ups += 1
+            return self.atr
+
+        def power_off(self):
+            self.downs += 1
+
+    card = Counting()
+    with VSCardServer(card) as srv:
+        peer = Peer(srv)
+        greet(peer)
+        assert (card.ups, card.downs) == (1, 0)
+        srv.remove_card()
+        assert peer.recv().name == "CardRemove"
+        srv.insert_card()
+        assert peer.recv().payload == card.atr
+        assert (card.ups, card.downs) == (2, 1)
+        peer.close()
+
+
+def test_server_serves_minicard():
+    minicard = pytest.importorskip("ccidkit.emu.card.minicard")
+    card = minicard.MiniCard()
+    with VSCardServer(card) as srv:
+        peer = Peer(srv)
+        assert greet(peer).payload == card.atr
+        peer.send(encode(vscard.VSC_APDU, 0, h("80 EE 00 00 02 CA FE 00")))
+        assert peer.recv().payload == h("CA FE 90 00")
+        peer.close()

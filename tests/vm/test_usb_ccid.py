@@ -1,7 +1,14 @@
 """usb-probe inside UEFI against QEMU's usb-ccid with our VSCard card behind it."""
 
+import pytest
+
 from ccidkit.core.hexutil import to_hex
 from ccidkit.emu.vscard import StubCard
+
+
+def minicard():
+    mod = pytest.importorskip("ccidkit.emu.card.minicard")
+    return mod.MiniCard()
 
 
 def probe_lines(vm):
@@ -13,8 +20,9 @@ def probe_lines(vm):
     return out
 
 
-def test_usb_probe_reads_descriptor_atr_and_apdu(uefi_vm, vscard):
-    card = StubCard()
+@pytest.mark.parametrize("make_card", [StubCard, minicard], ids=["stub", "minicard"])
+def test_usb_probe_reads_descriptor_atr_and_apdu(uefi_vm, vscard, make_card):
+    card = make_card()
     srv = vscard(card)
     vm = uefi_vm("usb-probe", args=["80EE000005A1B2C3D4E500"], attach=[srv])
     assert vm.qmp_command("query-status")["status"] == "running"
