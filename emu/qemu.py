@@ -359,6 +359,17 @@ class _MachineLock:
 
 # -- the VM ------------------------------------------------------------------
 
+def _die_with_parent():
+    """In the child before exec: on Linux, have the kernel kill QEMU when the
+    thread that started it dies (a killed test run leaves no QEMU behind)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)       # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 class Vm:
     """One QEMU run of a ccidkit image (see the module docstring).
 
@@ -404,6 +415,7 @@ class Vm:
         self._raw = bytearray()
         self._lines = []
         self._partial = ""
+        self._cursor = 0
         self._stderr = bytearray()
         self._cond = threading.Condition()
         self._readers = []
@@ -452,7 +464,8 @@ class Vm:
             self._log = open(self.log_path or os.path.join(self.workdir, "console.log"), "wb")
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         cwd=self.workdir, start_new_session=True)
+                                         cwd=self.workdir, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
             self.pid = self.proc.pid
             for stream, fn in ((self.proc.stdout, self._read_console),
                                (self.proc.stderr, self._read_stderr)):
@@ -619,19 +632,22 @@ class Vm:
         self.proc.stdin.write(text.encode() if isinstance(text, str) else text)
         self.proc.stdin.flush()
 
-    def wait_for_line(self, pattern, timeout=60.0, start=0):
-        """The first re.Match of ``pattern`` (searched in each complete console
-        line from line number ``start``). QemuError VM_TIMEOUT when it does not
-        come in time, VM_EXITED when QEMU ends before it."""
+    def wait_for_line(self, pattern, timeout=60.0, start=None):
+        """The first re.Match of ``pattern`` in a complete console line, searched
+        from line number ``start`` (default: after the line the previous
+        wait_for_line matched, so successive waits read the console in order).
+        QemuError VM_TIMEOUT when it does not come in time, VM_EXITED when
+        QEMU ends before it."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
-        pos = start
+        pos = self._cursor if start is None else start
         with self._cond:
             while True:
                 while pos < len(self._lines):
                     m = rx.search(self._lines[pos])
                     pos += 1
                     if m:
+                        self._cursor = pos
                         return m
                 if self.proc is None:
                     raise QemuError("VM not started", name="VM_NOT_STARTED")

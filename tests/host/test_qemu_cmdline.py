@@ -184,3 +184,16 @@ def test_machine_lock_is_exclusive_and_bounded(monkeypatch, tmp_path):
     first.release()
     second.acquire()          # free again
     second.release()
+
+
+def test_wait_for_line_reads_in_order_without_qemu():
+    vm = Vm("/nonexistent")
+    vm.proc = type("Exited", (), {"poll": lambda self: 0, "returncode": 0})()
+    vm._feed(b"step 1\r\nstep 2\r\nresult 7\r\nstep 3\r\n")
+    assert vm.wait_for_line(r"^step (\d)", 1).group(1) == "1"
+    assert vm.wait_for_line(r"^step (\d)", 1).group(1) == "2"
+    assert vm.wait_for_line(r"^step (\d)", 1).group(1) == "3"
+    assert vm.wait_for_line(r"^step (\d)", 1, start=0).group(1) == "1"
+    with pytest.raises(QemuError) as e:       # QEMU is gone: no waiting for more
+        vm.wait_for_line(r"^never", 30)
+    assert e.value.name == "VM_EXITED"
