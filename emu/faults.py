@@ -21,6 +21,9 @@ the reader consumes when it applies (counts bound every fault):
   stall(endpoint, times=1)        the endpoint ("bulk_in", "bulk_out",
                                   "interrupt_in", "control") answers STALL
   lose_notify(times=1)            NotifySlotChange messages are dropped
+  overcurrent(slot)               the next IccPowerOn on the slot fails with
+                                  HW_ERROR and RDR_to_PC_HardwareError
+                                  (overcurrent, §6.3.2) on the interrupt pipe
 
 T=1 block faults go through emu/card/link.py's FaultLink, so they act on the
 very bytes the card engine and the host's T=1 engine exchange.
@@ -42,6 +45,7 @@ class ReaderFaults:
         self.stale_mode = "replace"
         self.stalls = {}               # endpoint -> remaining
         self.notify_lost = 0
+        self.overcurrent_slots = set()
         self.fired = []                # (what, detail) in order
 
     # -- arming -------------------------------------------------------------
@@ -94,6 +98,9 @@ class ReaderFaults:
     def lose_notify(self, times=1):
         self.notify_lost = times
 
+    def overcurrent(self, slot=0):
+        self.overcurrent_slots.add(slot)
+
     def clear(self):
         self.__init__()
 
@@ -144,6 +151,13 @@ class ReaderFaults:
         self.notify_lost -= 1
         self._note("notify_lost")
         return True
+
+    def take_overcurrent(self, slot):
+        if slot in self.overcurrent_slots:
+            self.overcurrent_slots.discard(slot)
+            self._note("overcurrent", slot)
+            return True
+        return False
 
     def t1_for(self, slot):
         return self.t1_faults.get(slot, ())

@@ -732,6 +732,13 @@ class EmulatedReader:
             raise _Failed(7)
         s.clock_hz = self.descriptor.dwDefaultClock * 1000
         activation_us = int(ATR_DELAY_CYCLES * 1000000 / s.clock_hz)
+        if self.faults.take_overcurrent(s.index):
+            # §6.3.2: the reader reports the overcurrent on the interrupt pipe
+            s.powered = False
+            if self.has_interrupt:
+                err = C.HardwareError(s.index, msg.bSeq, C.HARDWARE_ERROR_OVERCURRENT)
+                self._interrupts.append((self.now(), err.to_bytes()))
+            raise _Failed(C.HW_ERROR, activation_us)
         if "ABC"[sel - 1] not in classes or s.index in self.faults.muted:
             s.powered = False
             raise _Failed(C.ICC_MUTE, activation_us + 20000)

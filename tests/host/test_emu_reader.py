@@ -714,6 +714,16 @@ def test_fault_notify_lost():
     assert h.interrupt() == b"\x50\x02"
 
 
+def test_fault_overcurrent():
+    h = host("gemalto-pctwin")
+    h.reader.faults.overcurrent(0)
+    seq = h.send(C.PC_to_RDR_IccPowerOn, 0, bPowerSelect=1)
+    m = h.recv()
+    assert (m.bSeq, m.failed, m.bError) == (seq, True, C.HW_ERROR)
+    assert h.interrupt() == bytes((0x51, 0, seq, 0x01))
+    assert h.power_on() == MiniCard().atr
+
+
 def test_virtual_time_only_advances_when_waiting():
     h = host("gemalto-pctwin")
     t0 = h.reader.now()
