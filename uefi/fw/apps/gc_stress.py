@@ -9,7 +9,7 @@ the whole chain instead (MicroPython's exceptions unwind with wasm
 exception handling). Any lost object shows as a wrong value, a TypeError or
 a trap.
 
-    gc_stress [ITERATIONS [DEPTH [COLLECT_EVERY]]]   defaults 2000 24 20
+    gc_stress [ITERATIONS [DEPTH [COLLECT_EVERY]]]   defaults 2000 24 100
 """
 
 import gc
@@ -41,6 +41,11 @@ def _frame(i, d, depth, collect, garbage):
     dct = {"i": i, "d": d, "s": s}
     tup = (b, s, d)
     big = i * 1000003 + d * (1 << 70)
+    # garbage in every frame too: automatic collections then start from
+    # allocations deep in the chain, not only from gc.collect()
+    scratch = bytearray(2048)
+    scratch[d] = 1
+    scratch = None
     if d < depth:
         below = _frame(i, d + 1, depth, collect, garbage)
     else:
@@ -74,32 +79,40 @@ def _frame(i, d, depth, collect, garbage):
 def run(iterations, depth, collect_every, out):
     t0 = efi.ticks_us()
     unwound = 0
+    automatic = 0            # collections the allocator started by itself
+    free = gc.mem_free()
     for i in range(iterations):
         collect = collect_every > 0 and i % collect_every == 0
         try:
             chain = _frame(i, 0, depth, collect, 8)
         except _Unwind:
             unwound += 1
+            chain = None
+        now = gc.mem_free()
+        if now > free + 65536 and not collect:
+            automatic += 1
+        free = now
+        if chain is None:
             continue
         if chain != list(range(depth, -1, -1)):
             raise StressError("call chain result wrong at iteration %d" % i)
         if i % 500 == 0:
             out("gc_stress: iteration %d, free %d\n" % (i, gc.mem_free()))
-    return unwound, efi.ticks_us() - t0
+    return unwound, automatic, efi.ticks_us() - t0
 
 
 def main(argv):
     iterations = int(argv[0]) if argv else 2000
     depth = int(argv[1]) if len(argv) > 1 else 24
-    collect_every = int(argv[2]) if len(argv) > 2 else 20
+    collect_every = int(argv[2]) if len(argv) > 2 else 100
     out = sys.stdout.write
     out("gc_stress: %d iterations, depth %d, gc.collect() every %d\n"
         % (iterations, depth, collect_every))
     try:
-        unwound, us = run(iterations, depth, collect_every, out)
+        unwound, automatic, us = run(iterations, depth, collect_every, out)
     except StressError as e:
         out("gc_stress: FAIL %s\n" % e)
         return 1
-    out("gc_stress: PASS %d iterations (%d unwound by exceptions) in %d ms\n"
-        % (iterations, unwound, us // 1000))
+    out("gc_stress: PASS %d iterations (%d unwound by exceptions, %d automatic "
+        "collections seen) in %d ms\n" % (iterations, unwound, automatic, us // 1000))
     return 0
