@@ -20,6 +20,8 @@ the reader consumes when it applies (counts bound every fault):
                                   then the real one)
   stall(endpoint, times=1)        the endpoint ("bulk_in", "bulk_out",
                                   "interrupt_in", "control") answers STALL
+                                  for its next ``times`` transfers, or until
+                                  CLEAR_FEATURE(ENDPOINT_HALT)
   lose_notify(times=1)            NotifySlotChange messages are dropped
   overcurrent(slot)               the next IccPowerOn on the slot fails with
                                   HW_ERROR and RDR_to_PC_HardwareError

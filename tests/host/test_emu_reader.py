@@ -544,6 +544,20 @@ def test_escape_clock_mechanical_t0apdu_rates():
     assert not m.failed and a.reader.ccid["bClassGetResponse"] == 0
 
 
+def test_icc_clock_stop_on_a_reader_that_can():
+    h = host("cherry-st")
+    h.reader.descriptor.dwFeatures |= 0x100           # CCID can stop the clock
+    h.power_on()
+    m = h.cmd(C.PC_to_RDR_IccClock, bClockCommand=1)
+    assert not m.failed and m.bClockStatus == 1
+    m = h.xfr(bytes.fromhex("00A4000C023F00"))
+    assert m.failed and m.bError == C.ICC_MUTE        # no clock, no answer
+    m = h.cmd(C.PC_to_RDR_IccClock, bClockCommand=0)
+    assert not m.failed and m.bClockStatus == 0
+    assert h.xfr(bytes.fromhex("00A4000C023F00")).abData == b"\x90\x00"
+    assert h.cmd(C.PC_to_RDR_IccClock, bClockCommand=2).bError == 7
+
+
 def test_malformed_messages_get_their_bError():
     h = host("gemalto-pctwin")
     # unknown message type
