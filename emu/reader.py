@@ -20,8 +20,10 @@ commands complete in emulated time. A command for a busy slot, or beyond
 bMaxCCIDBusySlots, is answered at once with CMD_SLOT_BUSY (§5.2.2 / §6.2.6).
 """
 
+import functools
 import heapq
 import struct
+import threading
 
 from ..core import ccid as C
 from ..core import ccid_descriptor as CD
@@ -76,6 +78,16 @@ KEYPAD_ENTRY_US = 1500000
 ATR_DELAY_CYCLES = 40000
 
 _SERIALS = [0]
+
+
+def _locked(method):
+    """Serialise the public entry points: a transport thread (a usbredir
+    server) and a test thread (insert/remove, faults) may share a reader."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def _next_serial():
@@ -238,6 +250,7 @@ class EmulatedReader:
         self.serial = serial if serial is not None else _next_serial()
         self.port_path = tuple(port_path)
         self.faults = ReaderFaults()
+        self._lock = threading.RLock()
         self.slots = [Slot(i) for i in range(self.descriptor.slots)]
         self.max_data = self.descriptor.max_data_length
         self.gone = False
@@ -332,6 +345,7 @@ class EmulatedReader:
         self._interrupts.append((self.now(), msg))
 
     # -- card events -------------------------------------------------------------
+    @_locked
     def insert_card(self, slot, card):
         self._check_slot(slot)
         s = self.slots[slot]
@@ -341,6 +355,7 @@ class EmulatedReader:
         s.powered = False
         self._notify(slot)          # CCID §6.3.1
 
+    @_locked
     def remove_card(self, slot):
         self._check_slot(slot)
         if self.quirks["card_always_present"]:
@@ -358,6 +373,7 @@ class EmulatedReader:
         s.chain_in = s.chain_out = None
         self._notify(slot)
 
+    @_locked
     def unplug(self):
         """The reader leaves the bus: every transfer now raises ReaderGone."""
         self.gone = True
@@ -365,6 +381,7 @@ class EmulatedReader:
         self._current = None
         self._interrupts = []
 
+    @_locked
     def plug(self):
         """Back on the bus (as after a fresh enumeration): cards unpowered, queues empty."""
         self.gone = False
@@ -375,6 +392,7 @@ class EmulatedReader:
             s.abort_seq = s.abort_bulk = None
             s.chain_in = s.chain_out = None
 
+    @_locked
     def keypad(self, slot, *entries):
         """Script what the user types on the PIN pad: each entry a PIN string,
         "cancel" (the cancel key) or "timeout" (nothing typed)."""
@@ -383,6 +401,7 @@ class EmulatedReader:
             self.slots[slot].keypad.append(str(e))
 
     # -- control endpoint ----------------------------------------------------------
+    @_locked
     def control(self, bmRequestType, bRequest, wValue, wIndex, data_or_length=0):
         """A control transfer; returns the data stage (bytes; b"" for OUT requests)."""
         self._alive()
@@ -457,6 +476,7 @@ class EmulatedReader:
         raise ReaderStall("class request %02X %02X" % (bmRequestType, bRequest))
 
     # -- bulk-OUT ----------------------------------------------------------------------
+    @_locked
     def bulk_out(self, data, timeout_ms=None):
         """One CCID message, or a piece of one: pieces are gathered by dwLength."""
         self._alive()
@@ -558,6 +578,7 @@ class EmulatedReader:
                            C.make_status(s.icc_status(), C.COMMAND_STATUS_TIME_EXTENSION), 1, 0)
 
     # -- bulk-IN / interrupt-IN -----------------------------------------------------------
+    @_locked
     def bulk_in(self, max_len, timeout_ms=None):
         """The next answer (or the next ``max_len`` bytes of it)."""
         self._alive()
@@ -594,6 +615,7 @@ class EmulatedReader:
             self._current = None
         return chunk
 
+    @_locked
     def interrupt_in(self, max_len, timeout_ms=None):
         """The next NotifySlotChange / HardwareError message."""
         self._alive()
