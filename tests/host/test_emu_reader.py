@@ -776,3 +776,53 @@ def test_profiles_table_is_complete():
     assert set(PROFILES) == {"gemalto-pctwin", "cherry-st", "pinpad", "au9560", "sysmooctsim",
                              "sysmosimbank-96", "iccd-token", "contactless"}
     assert build_atr((0,)) == MiniCard(protocols=(0,)).atr
+
+
+COMMANDS = sorted(t for t in C.RESPONSE_TYPE if t != C.PC_to_RDR_Abort)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["gemalto-pctwin", "pinpad", "au9560", "sysmooctsim", "contactless"]),
+       st.lists(st.tuples(st.sampled_from(COMMANDS), st.integers(0, 8), st.integers(0, 255),
+                          st.integers(0, 255), st.integers(0, 0xFFFF),
+                          st.binary(max_size=40)), min_size=1, max_size=6))
+def test_every_command_gets_one_answer_with_its_bseq(pid, commands):
+    """Whatever the header bytes and data, each command is answered exactly once,
+    with its bSeq and its response type (failed or not), and nothing but the
+    reader's own timeout ever comes out of bulk_in."""
+    proto = (0,) if pid == "sysmooctsim" else (0, 1)
+    r = EmulatedReader(pid, cards={0: MiniCard(protocols=proto)})
+    r.keypad(0, "1234")
+    for seq, (t, slot, b7, b8, b9, data) in enumerate(commands):
+        if t in (0x62, 0x63, 0x65, 0x6C, 0x6D, 0x6E, 0x6A, 0x71):
+            data = b""
+        elif t == 0x73:
+            data = (data + bytes(8))[:8]
+        raw = bytes((t,)) + len(data).to_bytes(4, "little") + bytes((slot, seq, b7, b8 & 0xFF,
+                                                                     b9 >> 8)) + data
+        r.bulk_out(raw)
+        finals = []
+        for _ in range(200):
+            try:
+                m = C.decode_bulk_in(r.bulk_in(70000, 20000))
+            except Exception as e:
+                assert type(e).__name__ == "ReaderTimeout"
+                break
+            assert m.bSeq == seq
+            if not m.time_extension:
+                finals.append(m)
+        assert len(finals) == 1
+        assert finals[0].bMessageType == C.RESPONSE_TYPE[t]
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
+       st.integers(0, 1024))
+def test_control_requests_answer_or_stall(bmRequestType, bRequest, wValue, wIndex, length):
+    r = EmulatedReader("au9560")
+    try:
+        out = r.control(bmRequestType, bRequest, wValue, wIndex, length)
+    except Exception as e:
+        assert type(e).__name__ in ("ReaderStall", "ReaderTimeout")
+        return
+    assert isinstance(out, bytes) and len(out) <= length
