@@ -894,11 +894,28 @@ class EmulatedReader:
         # an auto-PPS reader keeps its line in step with the card itself
         if not self.descriptor.auto_pps and self._line(s) != s.card_line:
             raise _Failed(C.ICC_MUTE, self._wait_us(s))
+        if self.quirks["contactless"] and cmd.cla == 0xFF and cmd.ins == 0xCA:
+            return self._get_data_picc(s, cmd), self.timing["firmware_us"]
         resp = bytes(s.card.process_apdu(bytes(apdu)))
         protocol, fi, di = self._line(s)
         us = T.apdu_line_us(len(apdu), len(resp), protocol, fi, di, s.clock_hz,
                             s.atr_info.ifsc or 32, s.atr_info.n) + self._card_us(s)
         return resp, int(us)
+
+    def _get_data_picc(self, s, cmd):
+        """PC/SC part 3 §3.2.2.1.3 GET DATA (FF CA), answered by the reader:
+        P1 00 the PICC's UID (``card.uid``; a 7-byte one is chosen when the card
+        has none), P1 01 the historical bytes of its ATS. Le shorter than the
+        data: 6C XX; P2 other than 00 or another P1: 6A 81."""
+        if cmd.p2 != 0 or cmd.p1 not in (0, 1):
+            return b"\x6A\x81"
+        if cmd.p1 == 0:
+            data = bytes(getattr(s.card, "uid", b"\x04\x63\x63\x69\x64\x6B\x74"))
+        else:
+            data = parse_atr(bytes(s.card.atr)).historical
+        if cmd.ne is not None and cmd.ne < len(data) and cmd.ne != 256:
+            return bytes((0x6C, len(data)))
+        return data + b"\x90\x00"
 
     def _xfr_extended(self, s, msg):
         # §6.1.4: wLevelParameter 0 whole APDU, 1 begins, 3 continues, 2 ends a

@@ -167,6 +167,18 @@ def test_apdu_levels_carry_a_short_apdu(pid):
     assert m.abData == b"\x90\x00"
 
 
+def test_contactless_reader_answers_get_data():
+    card = MiniCard()
+    card.uid = bytes.fromhex("04A1B2C3D4E5F6")
+    h = host("contactless", {0: card})
+    h.power_on(0, 1)
+    assert h.xfr(bytes.fromhex("FFCA000000")).abData == card.uid + b"\x90\x00"
+    assert h.xfr(bytes.fromhex("FFCA000004")).abData == b"\x6C\x07"
+    assert h.xfr(bytes.fromhex("FFCA010000")).abData == b"\x80\x57ccidkit\x90\x00"
+    assert h.xfr(bytes.fromhex("FFCA020000")).abData == b"\x6A\x81"
+    assert card.commands == 0                      # the reader answered them all
+
+
 def test_tpdu_t1_with_pps_through_xfrblock():
     card = MiniCard()
     h = host("gemalto-pctwin", {0: card})
