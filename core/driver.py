@@ -515,8 +515,14 @@ class Reader:
                 if msg.bMessageType == RDR_to_PC_SlotStatus and not msg.time_extension:
                     del in_flight[key]
                     self.slots[j.slot].abort_requested = False
-                    self._finish(j, ReaderError("exchange on slot %d aborted" % j.slot,
-                                                "CANCELLED", slot=j.slot))
+                    if j.wtx > self.max_time_extensions:
+                        err = ReaderError("slot %d: still busy after %d time extensions"
+                                          % (j.slot, j.wtx), "IFD_RESPONSE_TIMEOUT",
+                                          slot=j.slot)
+                    else:
+                        err = ReaderError("exchange on slot %d aborted" % j.slot,
+                                          "CANCELLED", slot=j.slot)
+                    self._finish(j, err)
                 continue
             try:
                 self.seq.match_response(msg)
@@ -607,8 +613,8 @@ class Reader:
                 s._forget_card()
             self.log("%s: slot %d: card %s" % (self.name, s.index,
                                                 "inserted" if present else "removed"))
-        elif changed:
-            # removed and inserted again between two looks
+        elif changed and present:
+            # a card swapped between two looks: removed and inserted again
             s.events += 2
             s._forget_card()
 

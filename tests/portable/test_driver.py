@@ -55,6 +55,7 @@ class FakeSlot:
         self.fi_di = 0x11
         self.blocks = []                # what reached the card (TPDUs, blocks, APDUs)
         self.mute = False               # never answers XfrBlock (until abort)
+        self.remove_on_xfr = False      # the card goes away during the next XfrBlock
 
 
 class FakeReader(Transport):
@@ -92,6 +93,8 @@ class FakeReader(Transport):
         self.gone = False
         self.chain = {}             # extended APDU level: slot -> command being gathered
         self.rchain = {}            # slot -> rest of a chained answer
+        self.gone_on_xfr = False    # unplugged during the next XfrBlock
+        self.max_unread = 0         # most answers owed at once (slots busy together)
 
     # -- transport --------------------------------------------------------
     def _alive(self):
@@ -102,6 +105,9 @@ class FakeReader(Transport):
         self._alive()
         msg = decode_bulk_out(bytes(data))
         self.log.append(msg)
+        owed = len(self.out) + len(self.pending) + 1
+        if owed > self.max_unread:
+            self.max_unread = owed
         self._handle(msg)
 
     def bulk_in(self, max_len, timeout_ms):
@@ -201,12 +207,26 @@ class FakeReader(Transport):
                 fs.engine = T1Card(fs.card, ifsc=p.bIFSC, edc="CRC" if p.crc else "LRC")
             fs.fresh = False
             return self.answer(msg, RDR_to_PC_Parameters, 0, 0, 0, p.to_bytes(), msg.bProtocolNum)
+        if t == 0x6C:
+            p = T1Parameters(fs.fi_di) if fs.protocol == 1 else T0Parameters(fs.fi_di)
+            return self.answer(msg, RDR_to_PC_Parameters, self.icc(fs), 0, 0, p.to_bytes(),
+                               fs.protocol)
         if t == 0x6B:
             return self.answer(msg, RDR_to_PC_Escape, self.icc(fs), 0, 0, b"ESC" + msg.abData)
         if t == 0x69:
             return self.secure(msg, fs)
         if t == 0x6F:
+            if self.gone_on_xfr:
+                self.gone = True
+                return
+            if fs.remove_on_xfr:
+                fs.card = None
+                fs.powered = False
+                self.notify(msg.bSlot)
+                return self.fail(msg, RDR_to_PC_DataBlock, fs, 0xFE)
             if fs.mute:
+                for _ in range(fs.wtx):
+                    self.answer(msg, RDR_to_PC_DataBlock, 0, 2, 1)
                 self.pending[msg.bSlot] = msg
                 return
             return self.xfr(msg, fs)
