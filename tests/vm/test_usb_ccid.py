@@ -43,3 +43,17 @@ def test_usb_probe_reads_descriptor_atr_and_apdu(uefi_vm, vscard, make_card):
     assert srv.apdus == [(bytes.fromhex("80EE000005A1B2C3D4E500"),
                           bytes.fromhex("A1B2C3D4E59000"))]
     assert srv.peer_version == 2
+
+
+def test_usb_probe_sees_the_card_leave_on_qmp_device_del(uefi_vm, vscard):
+    srv = vscard()
+    vm = uefi_vm("usb-probe", args=["--wait-removal"], attach=[srv])
+    vm.wait_for_line(r"^usb-probe: APDU <- DE AD BE EF 90 00$", timeout=300)
+    vm.wait_for_line(r"^usb-probe: waiting for card removal$", timeout=300)
+    vm.qmp_command("device_del", id="card0")
+    assert vm.wait_event("DEVICE_DELETED", 30)["data"]["device"] == "card0"
+    status = vm.wait_exit(300)
+    assert status == 0, vm.exit_message + "\n" + vm.console
+    lines = probe_lines(vm)
+    assert lines["NotifySlotChange"] == ["50 03: slot 0 present", "50 02: slot 0 empty"]
+    assert lines["slot"][-1] == "status: no ICC present"

@@ -1,12 +1,15 @@
 """usb-probe: find a CCID reader through EFI_USB_IO, power its card, send one APDU.
 
-    usb-probe [APDU-HEX]     (default: ECHO 80 EE 00 00 04 DE AD BE EF 00)
+    usb-probe [--wait-removal] [APDU-HEX]   (default APDU: ECHO 80 EE 00 00 04 DE AD BE EF 00)
 
 Finds the first interface of class 0Bh, prints its VID:PID and the fields of
 its CCID class descriptor, waits (bounded) for RDR_to_PC_NotifySlotChange on
 the interrupt endpoint, asks PC_to_RDR_GetSlotStatus, powers the card on
 (PC_to_RDR_IccPowerOn), prints the ATR, sends the APDU in one
-PC_to_RDR_XfrBlock, prints the answer and powers the card off.
+PC_to_RDR_XfrBlock, prints the answer and powers the card off. With
+--wait-removal it then prints ``usb-probe: waiting for card removal`` and
+waits (at most REMOVAL_WAIT_MS) for the NotifySlotChange that reports the
+slot empty.
 
 Lines start with ``usb-probe:``; the ones the host tests read:
     usb-probe: reader 08E6:4433 interface 0 handle H
@@ -39,6 +42,7 @@ READ_LENGTH = 1024
 BULK_TIMEOUT_MS = 5000
 MAX_READS = 64           # bounds time-extension and multi-read answers
 NOTIFY_WAIT_MS = 2000
+REMOVAL_WAIT_MS = 60000
 
 
 def _out(line):
@@ -87,15 +91,17 @@ class Reader:
                         "NO_ANSWER")
 
 
-def _wait_slot_change(dev, intr, mps, interval, slots):
-    """The first NotifySlotChange within NOTIFY_WAIT_MS, or None."""
+def _wait_slot_change(dev, intr, mps, interval, slots, wait_ms=NOTIFY_WAIT_MS, present=None):
+    """The first NotifySlotChange within ``wait_ms`` (with ``present`` given:
+    the first one that reports slot 0 so), or None."""
     efi.usb_interrupt_start(dev.handle, intr, min(mps, 64), min(max(interval, 1), 255))
     try:
         start = efi.ticks_us()
-        while efi.ticks_us() - start < NOTIFY_WAIT_MS * 1000:
+        while efi.ticks_us() - start < wait_ms * 1000:
             for packet in efi.usb_interrupt_poll(dev.handle, intr):
                 msg = ccid.decode_interrupt(packet, slots)
-                if isinstance(msg, ccid.NotifySlotChange):
+                if isinstance(msg, ccid.NotifySlotChange) and (
+                        present is None or msg.present(0) == present):
                     return packet, msg
             efi.stall(10000)
     finally:
@@ -103,7 +109,7 @@ def _wait_slot_change(dev, intr, mps, interval, slots):
     return None
 
 
-def probe(apdu):
+def probe(apdu, wait_removal=False):
     dev = None
     for d in efi.usb_devices():
         if d.interface_class == CCID_CLASS:
@@ -161,12 +167,27 @@ def probe(apdu):
     _out("APDU <- %s" % to_hex(answer.abData))
     status = reader.transact(CCIDMessage(ccid.PC_to_RDR_IccPowerOff))
     _out("powered off: %s" % ccid.ICC_STATUS_NAMES[status.icc_status])
+    if wait_removal:
+        if intr is None:
+            _out("no interrupt endpoint to watch")
+            return STATUS_NO_READER
+        _out("waiting for card removal")
+        got = _wait_slot_change(dev, intr, intr_mps, intr_ivl, desc.slots, REMOVAL_WAIT_MS,
+                                False)
+        if got is None:
+            _out("no removal within %d ms" % REMOVAL_WAIT_MS)
+            return STATUS_CCID_ERROR
+        _out("NotifySlotChange %s: slot 0 empty" % to_hex(got[0]))
+        status = reader.transact(CCIDMessage(ccid.PC_to_RDR_GetSlotStatus))
+        _out("slot status: %s" % ccid.ICC_STATUS_NAMES[status.icc_status])
     return 0
 
 
 def main(argv):
+    wait_removal = "--wait-removal" in argv
+    argv = [a for a in argv if a != "--wait-removal"]
     if len(argv) > 1:
-        _out("usage: usb-probe [APDU-HEX]")
+        _out("usage: usb-probe [--wait-removal] [APDU-HEX]")
         return STATUS_BAD_ARGS
     try:
         apdu = from_hex(argv[0] if argv else DEFAULT_APDU)
@@ -177,7 +198,7 @@ def main(argv):
         _out("an APDU has at least 4 bytes")
         return STATUS_BAD_ARGS
     try:
-        return probe(apdu)
+        return probe(apdu, wait_removal)
     except CCIDError as e:
         _out("CCID error: %s" % e)
         return STATUS_CCID_ERROR
