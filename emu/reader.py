@@ -906,15 +906,19 @@ class EmulatedReader:
         """PC/SC part 3 §3.2.2.1.3 GET DATA (FF CA), answered by the reader:
         P1 00 the PICC's UID (``card.uid``; a 7-byte one is chosen when the card
         has none), P1 01 the historical bytes of its ATS. Le shorter than the
-        data: 6C XX; P2 other than 00 or another P1: 6A 81."""
+        data: 6C XX; longer (Le 00 aside): the data and 62 82; P2 other than 00
+        or another P1: 6A 81."""
         if cmd.p2 != 0 or cmd.p1 not in (0, 1):
             return b"\x6A\x81"
         if cmd.p1 == 0:
             data = bytes(getattr(s.card, "uid", b"\x04\x63\x63\x69\x64\x6B\x74"))
         else:
             data = parse_atr(bytes(s.card.atr)).historical
-        if cmd.ne is not None and cmd.ne < len(data) and cmd.ne != 256:
-            return bytes((0x6C, len(data)))
+        if cmd.ne is not None and cmd.ne != 256:
+            if cmd.ne < len(data):
+                return bytes((0x6C, len(data)))
+            if cmd.ne > len(data):
+                return data + b"\x62\x82"
         return data + b"\x90\x00"
 
     def _xfr_extended(self, s, msg):

@@ -174,6 +174,7 @@ def test_contactless_reader_answers_get_data():
     h.power_on(0, 1)
     assert h.xfr(bytes.fromhex("FFCA000000")).abData == card.uid + b"\x90\x00"
     assert h.xfr(bytes.fromhex("FFCA000004")).abData == b"\x6C\x07"
+    assert h.xfr(bytes.fromhex("FFCA000008")).abData == card.uid + b"\x62\x82"
     assert h.xfr(bytes.fromhex("FFCA010000")).abData == b"\x80\x57ccidkit\x90\x00"
     assert h.xfr(bytes.fromhex("FFCA020000")).abData == b"\x6A\x81"
     assert card.commands == 0                      # the reader answered them all
