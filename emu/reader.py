@@ -725,7 +725,9 @@ class EmulatedReader:
             raise _Failed(C.ICC_MUTE, self._wait_us(s, bBWI))
         cap = self.quirks["max_working_rate_bps"]
         if cap is not None and self._rate(s) > cap:
-            # the AU9560 defect: exchanges above ~200 kbit/s fail
+            # the AU9560 defect: exchanges above ~200 kbit/s fail, and the
+            # reader deactivates the card (libccid's trace shows bStatus 41 FB)
+            s.powered = False
             raise _Failed(C.HW_ERROR, self._wait_us(s, bBWI))
 
     def _char_us(self, s):

@@ -323,7 +323,9 @@ def test_au9560_hw_error_above_200_kbits_and_the_cap_works():
     # ...and fails every exchange with HW_ERROR
     m = h.xfr(echo_apdu(b"\x01"))
     assert m.failed and m.bError == C.HW_ERROR
-    # the driver's speed cap: Di 16 -> 115 625 bit/s works
+    assert m.bStatus == 0x41                              # the card was deactivated
+    # the driver's speed cap: power again, Di 16 -> 115 625 bit/s works
+    h.power_on(0, 0)
     sp = C.T1Parameters(bmFindexDindex=0x95)
     C.check_response(h.cmd(C.PC_to_RDR_SetParameters, bProtocolNum=1,
                            abProtocolDataStructure=sp))
@@ -336,6 +338,7 @@ def test_au9560_hw_error_above_200_kbits_and_the_cap_works():
     C.check_response(m)
     assert (m.dwClockFrequency, m.dwDataRate) == (3700, 250000)
     assert h.xfr(echo_apdu(b"\x02")).bError == C.HW_ERROR
+    assert h.xfr(echo_apdu(b"\x02")).bError == C.ICC_MUTE    # until powered again
 
 
 def test_sysmooctsim_eight_slots_in_flight():
