@@ -801,9 +801,11 @@ class EmulatedReader:
 
     def _default_params(self, s):
         """Parameters right after the ATR: Fd / Dd, the first protocol offered
-        (or the TA2 specific mode), ATR values for the rest (§6.1.7)."""
+        that the reader has (or the TA2 specific mode), ATR values for the
+        rest (§6.1.7)."""
         info = s.atr_info
-        protocol = info.protocols[0] if info.protocols else 0
+        offered = [p for p in info.protocols if self.descriptor.dwProtocols & (1 << p)]
+        protocol = (offered or info.protocols or [0])[0]
         fi_di = 0x11
         card_fi, card_di = iso7816.FD, iso7816.DD
         if info.specific_mode is not None:

@@ -148,10 +148,30 @@ def test_every_profile_powers_a_card(pid):
     assert card.power_ups == 1
     p = h.cmd(C.PC_to_RDR_GetParameters)
     C.check_response(p)
-    assert p.bProtocolNum == parse_atr(atr).protocols[0]
+    offered = [x for x in parse_atr(atr).protocols if h.desc.dwProtocols & (1 << x)]
+    assert p.bProtocolNum == offered[0]
     assert p.abProtocolDataStructure.bmFindexDindex == 0x11
     st = h.cmd(C.PC_to_RDR_GetSlotStatus)
     assert st.icc_status == C.ICC_STATUS_PRESENT_ACTIVE and not st.failed
+    # the fastest speed under 200 kbit/s both allow (Fi 512 / Di 16), else Fd / Dd
+    info = parse_atr(atr)
+    protocol = offered[0]
+    fast = info.fi == 512 and h.desc.dwDefaultClock * 1000 * 16 // 512 <= h.desc.dwMaxDataRate
+    fidi = 0x95 if fast else 0x11
+    if fast and h.desc.tpdu_level and not h.desc.auto_pps:
+        req = build_pps_request(protocol, 512, 16)          # the host's own PPS
+        assert h.xfr(req).abData == req
+    sp = (C.T0Parameters if protocol == 0 else C.T1Parameters)(bmFindexDindex=fidi)
+    m = h.cmd(C.PC_to_RDR_SetParameters, bProtocolNum=protocol, abProtocolDataStructure=sp)
+    C.check_response(m)
+    assert m.abProtocolDataStructure == sp
+    assert h.reader.slots[0].card_line == (protocol, 512 if fast else 372, 16 if fast else 1)
+    select = bytes.fromhex("00A4000C022F00")
+    if h.desc.tpdu_level:
+        assert T0Reader().transceive(select, h.link()) == b"\x90\x00"
+    else:
+        assert h.xfr(select).abData == b"\x90\x00"
+    assert card.count(0xA4) == 1
     off = h.cmd(C.PC_to_RDR_IccPowerOff)
     assert off.icc_status == C.ICC_STATUS_PRESENT_INACTIVE
 
