@@ -300,8 +300,12 @@ def _step_compile(work, gen, gen_names, versions, jobs, progress):
         units.append((n, os.path.join(RUNTIME_DIR, n), ["-Wall", "-Wextra"]))
     todo = []
     objects = []
+    # the key holds the flags without the folders (the headers' contents are
+    # in `headers`), so a copied work tree still finds its objects
+    flag_key = " ".join(f.replace(gen, "<gen>").replace(REPO, "<repo>") for f in cflags)
     for label, src, extra in units:
-        key = _sha("cc-1", _file_sha(src), headers, " ".join(cflags + extra), versions["gcc"])
+        key = _sha("cc-2", _file_sha(src), headers, flag_key,
+                   " ".join(f.replace(REPO, "<repo>") for f in extra), versions["gcc"])
         obj = os.path.join(objdir, "%s-%s.o" % (os.path.splitext(label)[0], key[:16]))
         objects.append(obj)
         if not os.path.exists(obj):
@@ -617,6 +621,9 @@ def build_image(out_dir=None, apps=(), progress=print, jobs=2):
     linked = timed("link", _step_link, work, objects + [table_obj], efi)
     progress("uefi: [6/6] ESP and FAT image")
     esp, img, lic_names, esp_changed = timed("esp", _step_esp, out_dir, efi)
+    ran = [name for name, did in (("rewrite", rewrote), ("wasm2c", regenerated),
+                                  ("compile", compiled), ("table", table_new),
+                                  ("link", linked), ("esp", esp_changed)) if did]
     cached = not (rewrote or regenerated or compiled or table_new or linked)
     total = round(time.monotonic() - t_start, 2)
 
@@ -644,6 +651,7 @@ def build_image(out_dir=None, apps=(), progress=print, jobs=2):
         "versions": versions,
         "times": times,
         "build_seconds": total,
+        "steps_run": ran,
         "cached": cached,
         "last_full_build_seconds": full_builds[-1] if full_builds else
         previous.get("last_full_build_seconds"),
