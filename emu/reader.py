@@ -878,6 +878,8 @@ class EmulatedReader:
             raise _Failed(C.ICC_MUTE, self._wait_us(s, msg.bBWI))
         link = FaultLink(s.t1, self.faults.t1_for(s.index))
         resp = link(data, self._wait_us(s, msg.bBWI))
+        for _, kind, to in link.fired:
+            self.faults.fired.append(("t1_" + kind, (s.index, to)))
         us = T.block_t1_us(len(data), fi, di, s.clock_hz, n)
         if resp is None:
             raise _Failed(C.ICC_MUTE, int(us) + self._wait_us(s, msg.bBWI))

@@ -713,6 +713,7 @@ def test_fault_corrupted_and_lost_t1_blocks_recovered():
     assert t1.transceive(echo_apdu(b"def"), link) == b"def\x90\x00"
     assert t1.timeouts >= 1
     assert all(f.fired == 1 for f in h.reader.faults.t1_for(0))
+    assert h.reader.faults.fired == [("t1_corrupt", (0, "reader")), ("t1_lose", (0, "card"))]
 
 
 def test_fault_wtx_storm():
