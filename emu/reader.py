@@ -20,6 +20,7 @@ commands complete in emulated time. A command for a busy slot, or beyond
 bMaxCCIDBusySlots, is answered at once with CMD_SLOT_BUSY (§5.2.2 / §6.2.6).
 """
 
+import collections
 import functools
 import heapq
 import struct
@@ -201,6 +202,7 @@ class Slot:
         self.abort_seq = None       # ABORT control request seen (bSeq)
         self.abort_bulk = None      # PC_to_RDR_Abort waiting for its control request
         self.keypad = []            # scripted PIN entries
+        self.last_cmd = None        # (bMessageType, bSeq) of the last command taken
 
     @property
     def present(self):
@@ -262,7 +264,8 @@ class EmulatedReader:
         self._current_pos = 0
         self._last_answer = None
         self._interrupts = []       # (t_us, bytes)
-        self.log = []               # (t_us, "->"/"<-", bMessageType, bSlot, bSeq)
+        # recent traffic, bounded: (t_us, "->"/"<-", bMessageType, bSlot, bSeq)
+        self.log = collections.deque(maxlen=4096)
         self.device_descriptor = self._device_descriptor()
         self.config_descriptor = self._config_descriptor()
         for s in self.slots:
@@ -538,6 +541,7 @@ class EmulatedReader:
             # §5.3.1: between the ABORT request and PC_to_RDR_Abort, commands fail
             self._immediate(t, bslot, bseq, C.COMMAND_STATUS_FAILED, C.CMD_ABORTED)
             return
+        s.last_cmd = (t, bseq)
         try:
             msg = C.decode_bulk_out(raw, C.CCID_HEADER_LENGTH + self.max_data)
         except C.CCIDError as e:
@@ -649,10 +653,8 @@ class EmulatedReader:
             heapq.heapify(kept)
             self._queue = kept
             s.busy_until = now
-            # the aborted command's bSeq is the one just before the Abort's
-            # (the host gives the Abort the next bSeq); we answer with the
-            # last command bSeq seen for the slot
-            last = self._last_seq(slot)
+            # the command in flight is the last one the slot took
+            last = s.last_cmd
             if last is not None:
                 t_cmd, bseq = last
                 out = struct.pack("<BIBBBBB", C.RESPONSE_TYPE.get(t_cmd, 0x81), 0, slot, bseq,
@@ -661,12 +663,6 @@ class EmulatedReader:
                 self._push(T.next_frame(now), out, slot)
         if s.abort_bulk is not None and s.abort_bulk == seq:
             self._finish_abort(s, seq)
-
-    def _last_seq(self, slot):
-        for entry in reversed(self.log):
-            if entry[1] == "->" and entry[3] == slot and entry[2] != C.PC_to_RDR_Abort:
-                return entry[2], entry[4]
-        return None
 
     def _abort_bulk(self, s, seq):
         if s.abort_seq is not None and s.abort_seq == seq:
@@ -1078,7 +1074,8 @@ class EmulatedReader:
             raise _Failed(7)
         return self._clock_status(s), b"", 0
 
-    def _cmd_abort_unreachable(self, s, msg):
+    def _cmd_abort(self, s, msg):
+        # never reached: _command pairs PC_to_RDR_Abort with the ABORT request
         raise _Failed(C.CMD_NOT_SUPPORTED)
 
     # -- SetDataRateAndClockFrequency (§6.1.14) -------------------------------------------------
@@ -1252,7 +1249,7 @@ _HANDLERS = {
     C.PC_to_RDR_T0APDU: EmulatedReader._cmd_t0apdu,
     C.PC_to_RDR_Secure: EmulatedReader._cmd_secure,
     C.PC_to_RDR_Mechanical: EmulatedReader._cmd_mechanical,
-    C.PC_to_RDR_Abort: EmulatedReader._cmd_abort_unreachable,
+    C.PC_to_RDR_Abort: EmulatedReader._cmd_abort,
     C.PC_to_RDR_SetDataRateAndClockFrequency: EmulatedReader._cmd_set_rate,
 }
 
