@@ -147,6 +147,9 @@ class Slot:
         self.events = 0           # card insertions and removals seen
         self.abort_requested = False
         self.pps_tries = []       # (Fi, Di, outcome) of the last negotiation
+        self.candidates = []      # the (Fi, Di) list of that negotiation
+        self.speed_index = 0      # which candidate runs now
+        self.speed_proven = True  # False until one exchange worked at a new speed
 
     @property
     def card_class(self):
@@ -834,11 +837,18 @@ class Reader:
         return T1Parameters(fd, 0x10 | inverse | crc, atr.n & 0xFF,
                             ((atr.bwi or 4) << 4) | ((atr.cwi or 13) & 0x0F), 0, ifsc, nad)
 
-    def _negotiate_gen(self, s, preferred):
+    def _negotiate_gen(self, s, preferred, start=0):
         atr = s.parsed_atr
         desc = self.descriptor
         protocol = self.choose_protocol(atr, preferred)
         caps = self.reader_caps()
+        if start:
+            # a speed that negotiated but then failed its first exchange:
+            # go on down the same list, from a fresh activation
+            cands = s.candidates
+            host_pps = not desc.auto_pps and self.exchange in (EXCHANGE_TPDU, EXCHANGE_CHARACTER)
+            r = yield from self._try_speeds(s, protocol, cands, start, host_pps, caps)
+            return r
         host_pps = not desc.auto_pps and self.exchange in (EXCHANGE_TPDU, EXCHANGE_CHARACTER)
         if desc.has_feature(0x40) or atr.specific_mode is not None:
             # the reader negotiates on its own (or the card is in specific mode):
@@ -849,8 +859,15 @@ class Reader:
         else:
             cands = self.policy().candidates(atr, caps)
         s.pps_tries = []
+        s.candidates = cands
+        r = yield from self._try_speeds(s, protocol, cands, 0, host_pps, caps)
+        return r
+
+    def _try_speeds(self, s, protocol, cands, start, host_pps, caps):
+        desc = self.descriptor
+        atr = s.parsed_atr
         last = None
-        for i in range(len(cands)):
+        for i in range(start, len(cands)):
             fi, di = cands[i]
             if i > 0:
                 # §9.3: a failed PPS leaves the card in an unknown state: reset it
@@ -898,6 +915,8 @@ class Reader:
                 s.protocol = protocol
                 s.fi = fi
                 s.di = di
+                s.speed_index = i
+                s.speed_proven = (fi, di) == (iso7816.FD, iso7816.DD)
                 self.log("%s: slot %d: T=%d at Fi %d Di %d (%d bit/s)" % (
                     self.name, s.index, protocol, fi, di,
                     iso7816.baud_rate(fi, di, caps.clock_hz)))
@@ -1091,6 +1110,27 @@ class Reader:
         return bytes(out)
 
     def _transmit_gen(self, s, apdu):
+        for attempt in range(16):
+            try:
+                r = yield from self._transmit_once_gen(s, apdu)
+                s.speed_proven = True
+                return r
+            except ReaderError as e:
+                if s.speed_proven or not s.powered or e.ccid is None or \
+                        e.ccid.code not in _LINE_ERRORS or \
+                        s.speed_index + 1 >= len(s.candidates):
+                    raise
+                # the first exchange at a new speed failed on the line (the
+                # AU9560 with fast cards): renegotiate one step slower, resend
+                self.log("%s: slot %d: first exchange at Fi %d Di %d failed (%s); "
+                         "lowering the speed" % (self.name, s.index, s.fi, s.di, e.ccid.name))
+                bit = PROTOCOL_T1 if s.protocol == 1 else PROTOCOL_T0
+                s.pps_tries[-1] = (s.fi, s.di, e.ccid.name)
+                yield from self._negotiate_gen(s, bit, s.speed_index + 1)
+        raise ReaderError("no speed carries an exchange", "IFD_COMMUNICATION_ERROR",
+                          slot=s.index)
+
+    def _transmit_once_gen(self, s, apdu):
         if not s.present:
             raise ReaderError("slot %d: no card" % s.index, "IFD_ICC_NOT_PRESENT", slot=s.index)
         if not s.powered:
@@ -1230,6 +1270,10 @@ class Reader:
             self.seq.forget(slot, seq)
             self._queue = kept + self._queue
         raise ReaderError("no answer to PC_to_RDR_Abort", "IFD_COMMUNICATION_ERROR", slot=slot)
+
+
+# bError values that say the line to the card failed (speed, noise, no answer)
+_LINE_ERRORS = (ccid.HW_ERROR, XFR_PARITY_ERROR, XFR_OVERRUN, ICC_MUTE)
 
 
 def _proto_names(mask):
