@@ -342,9 +342,20 @@ class EmulatedReader:
             return
         present = [s.present for s in self.slots]
         changed = [s.index == changed_slot for s in self.slots]
-        msg = C.NotifySlotChange.from_states(present, changed).to_bytes()
         if self.faults.take_notify_lost():
             return
+        # A change not yet fetched is merged into the pending message, as
+        # firmware keeps one "changed" bit per slot until it is reported.
+        for i in range(len(self._interrupts)):
+            t, old = self._interrupts[i]
+            if old[0] == C.RDR_to_PC_NotifySlotChange:
+                prev = C.NotifySlotChange(old[1:], len(self.slots))
+                for j in range(len(self.slots)):
+                    changed[j] = changed[j] or prev.changed(j)
+                msg = C.NotifySlotChange.from_states(present, changed).to_bytes()
+                self._interrupts[i] = (t, msg)
+                return
+        msg = C.NotifySlotChange.from_states(present, changed).to_bytes()
         self._interrupts.append((self.now(), msg))
 
     # -- card events -------------------------------------------------------------

@@ -428,6 +428,13 @@ def test_notify_slot_change_on_insert_and_remove():
     h8 = Host(r)
     r.insert_card(5, MiniCard(protocols=(0,)))
     assert h8.interrupt() == bytes((0x50, 0x01, 0x0C))
+    # changes not fetched yet are merged into one message
+    r.insert_card(1, MiniCard(protocols=(0,)))
+    r.remove_card(0)
+    r.insert_card(7, MiniCard(protocols=(0,)))
+    assert h8.interrupt() == bytes((0x50, 0x0E, 0xC4))
+    with pytest.raises(usb.core.USBTimeoutError):
+        h8.interrupt()
 
 
 def test_iccd_token_card_always_present():
