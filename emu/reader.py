@@ -360,14 +360,22 @@ class EmulatedReader:
 
     # -- card events -------------------------------------------------------------
     @_locked
-    def insert_card(self, slot, card):
+    def insert_card(self, slot, card, notify=True):
+        """Put a card in a slot; ``notify=False`` for the initial state (no
+        NotifySlotChange, as for a card already there at plug time)."""
         self._check_slot(slot)
         s = self.slots[slot]
         if s.card is not None:
             raise EmulatedReaderError("slot %d already holds a card" % slot, None, "SLOT_FULL")
         s.card = card
         s.powered = False
-        self._notify(slot)          # CCID §6.3.1
+        if notify:
+            self._notify(slot)      # CCID §6.3.1
+
+    @_locked
+    def clear_interrupts(self):
+        """Forget the interrupt-IN messages not fetched yet."""
+        self._interrupts = []
 
     @_locked
     def remove_card(self, slot):

@@ -428,6 +428,14 @@ def test_notify_slot_change_on_insert_and_remove():
     h8 = Host(r)
     r.insert_card(5, MiniCard(protocols=(0,)))
     assert h8.interrupt() == bytes((0x50, 0x01, 0x0C))
+    r.insert_card(6, MiniCard(protocols=(0,)), notify=False)
+    r.insert_card(4, MiniCard(protocols=(0,)))
+    r.clear_interrupts()
+    with pytest.raises(usb.core.USBTimeoutError):
+        h8.interrupt()
+    r.remove_card(6)
+    r.remove_card(4)
+    h8.interrupt()
     # changes not fetched yet are merged into one message
     r.insert_card(1, MiniCard(protocols=(0,)))
     r.remove_card(0)
