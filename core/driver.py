@@ -88,6 +88,7 @@ CLASS_ORDER_5V_FIRST = "ABC"    # libccid's order
 DEFAULT_TIMEOUT_MS = 3000            # one CCID answer (libccid's default read timeout)
 DEFAULT_MAX_TIME_EXTENSIONS = 600    # bmCommandStatus = 2 answers accepted for one command
 MAX_READ_PIECES = 70000              # partial bulk-IN reads for one message (1 byte each at worst)
+MAX_INTERRUPTS_PER_POLL = 32          # interrupt-IN messages taken in one poll
 MAX_STALE = 64                       # unmatched answers dropped within one run
 READ_SIZE = 65554
 
@@ -645,19 +646,25 @@ class Reader:
         data = None
         if self.interrupt_ok and self.transport.has_interrupt:
             n = self.descriptor.notify_slot_change_length
-            try:
-                data = self.transport.interrupt_in(n if n > 4 else 4, timeout_ms)
-            except TransportTimeout:
+            wait = timeout_ms
+            # drain what is queued (bounded): several changes may wait there
+            for _ in range(MAX_INTERRUPTS_PER_POLL):
                 data = None
-            except ReaderRemoved as e:
-                self._gone(str(e))
-            except TransportStall:
-                self.interrupt_ok = False
-                self.log("%s: interrupt-IN stalled; polling slot status" % self.name)
-            except TransportError as e:
-                self.log("%s: interrupt-IN failed (%s)" % (self.name, e))
-            if data:
+                try:
+                    data = self.transport.interrupt_in(n if n > 4 else 4, wait)
+                except TransportTimeout:
+                    data = None
+                except ReaderRemoved as e:
+                    self._gone(str(e))
+                except TransportStall:
+                    self.interrupt_ok = False
+                    self.log("%s: interrupt-IN stalled; polling slot status" % self.name)
+                except TransportError as e:
+                    self.log("%s: interrupt-IN failed (%s)" % (self.name, e))
+                if not data:
+                    break
                 self._on_interrupt(data)
+                wait = 0
         else:
             for s in self.slots:
                 if self.gone:

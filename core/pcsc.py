@@ -381,7 +381,8 @@ class _Context:
 
 
 def _key(t):
-    return "%s/%d/%04X:%04X" % (t.bus_path, t.interface_number, t.vid, t.pid)
+    # the bus path and the address: a re-enumeration (replug) is a new reader
+    return "%s@%d/%d/%04X:%04X" % (t.bus_path, t.address, t.interface_number, t.vid, t.pid)
 
 
 class ResourceManager:

@@ -40,8 +40,12 @@ def emulated_readers(*profile_ids, cards=None, time_scale=0.0):
     for pid in profile_ids:
         for r in create_readers(pid, time_scale=time_scale):
             readers.append(r)
+    ports = [r.port_path for r in readers]
     for i in range(len(readers)):
         r = readers[i]
+        if ports.count(r.port_path) > 1:
+            # separate profiles would all sit on port 1: give each its own port
+            r.port_path = (i + 1,)
         for slot, card in sorted(_cards_for(i, r, cards).items()):
             if r.slots[slot].card is None:
                 r.insert_card(slot, card)
