@@ -60,6 +60,7 @@ RUNTIME_SOURCES = ("ck_main.c", "ck_console.c", "ck_fs.c", "ck_wasi.c", "ck_host
 CFLAGS_COMMON = (
     "-O2", "-std=gnu99", "-ffreestanding", "-fpic", "-fshort-wchar", "-mno-red-zone",
     "-fno-stack-protector", "-fno-strict-aliasing", "-fno-asynchronous-unwind-tables",
+    "-fvisibility=hidden",        # nothing is exported: keeps .dynsym small
     "-DGNU_EFI_USE_MS_ABI", "-D__thread=",
     "-DWASM_RT_USE_MMAP=1", "-DWASM_RT_MEMCHECK_BOUNDS_CHECK=1",
     "-DWASM_RT_MEMCHECK_GUARD_PAGES=0", "-DWASM_RT_SKIP_SIGNAL_RECOVERY=1",

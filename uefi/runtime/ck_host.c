@@ -291,13 +291,20 @@ static EFI_STATUS svc_var_set(ck_args_t *a, ck_out_t *o, const char **msg) {
   EFI_GUID g;
   CHAR16 name[128];
   uint64_t attr;
-  static uint8_t data[65536];
+  const size_t cap = 65536;
+  uint8_t *data = ck_alloc(cap);
+  if (!data) { *msg = "no memory"; return EFI_OUT_OF_RESOURCES; }
+  EFI_STATUS s;
   if (ck_arg_tok(a, &gs, &gn) || parse_guid(gs, gn, &g) || parse_varname(a, name, 128) ||
-      ck_arg_u64(a, &attr) || attr > 0xffffffffu || ck_arg_hexbytes(a, data, sizeof data, &n) ||
-      ck_arg_end(a))
-    BAD("var.set GUID NAME ATTRIBUTES HEX");
-  EFI_STATUS s = ck_rs->SetVariable(name, &g, (UINT32)attr, n, n ? data : NULL);
-  if (EFI_ERROR(s)) *msg = "SetVariable";
+      ck_arg_u64(a, &attr) || attr > 0xffffffffu || ck_arg_hexbytes(a, data, cap, &n) ||
+      ck_arg_end(a)) {
+    *msg = "var.set GUID NAME ATTRIBUTES HEX";
+    s = EFI_INVALID_PARAMETER;
+  } else {
+    s = ck_rs->SetVariable(name, &g, (UINT32)attr, n, n ? data : NULL);
+    if (EFI_ERROR(s)) *msg = "SetVariable";
+  }
+  ck_free(data);
   return s;
 }
 

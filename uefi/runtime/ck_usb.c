@@ -90,9 +90,17 @@ typedef struct {
   uint16_t len[CK_INTR_QUEUE];
   uint8_t data[CK_INTR_QUEUE][CK_INTR_PACKET];
 } ck_intr_t;
-static ck_intr_t g_intr[CK_INTR_SLOTS];
+static ck_intr_t *g_intr;          /* CK_INTR_SLOTS queues, allocated on first use */
+static uint8_t *g_xfer;            /* transfer buffer, allocated on first use */
 
-static uint8_t g_xfer[CK_USB_MAX_XFER];
+static int buffers_ready(void) {
+  if (!g_xfer) g_xfer = ck_alloc(CK_USB_MAX_XFER);
+  if (!g_intr) {
+    g_intr = ck_alloc(CK_INTR_SLOTS * sizeof(ck_intr_t));
+    if (g_intr) memset(g_intr, 0, CK_INTR_SLOTS * sizeof(ck_intr_t));
+  }
+  return g_xfer && g_intr;
+}
 
 #define BAD(m) do { *msg = (m); return EFI_INVALID_PARAMETER; } while (0)
 
@@ -347,6 +355,11 @@ static const struct {
 
 EFI_STATUS ck_usb_service(const char *name, size_t nl, ck_args_t *args, ck_out_t *out,
                           const char **msg, int *found) {
+  if (nl > 4 && !memcmp(name, "usb.", 4) && !buffers_ready()) {
+    *found = 1;
+    *msg = "no memory for USB buffers";
+    return EFI_OUT_OF_RESOURCES;
+  }
   for (unsigned i = 0; i < sizeof g_usb_services / sizeof g_usb_services[0]; i++) {
     if (strlen(g_usb_services[i].name) == nl && !memcmp(g_usb_services[i].name, name, nl)) {
       *found = 1;
