@@ -89,6 +89,8 @@ DEFAULT_TIMEOUT_MS = 3000            # one CCID answer (libccid's default read t
 DEFAULT_MAX_TIME_EXTENSIONS = 600    # bmCommandStatus = 2 answers accepted for one command
 MAX_READ_PIECES = 70000              # partial bulk-IN reads for one message (1 byte each at worst)
 MAX_INTERRUPTS_PER_POLL = 32          # interrupt-IN messages taken in one poll
+MAX_BUSY_RETRIES = 64                # CMD_SLOT_BUSY answers taken for one command
+DEFAULT_MAX_WAIT_MS = 600000         # one command, time extensions included (needs now_ms)
 MAX_STALE = 64                       # unmatched answers dropped within one run
 READ_SIZE = 65554
 
@@ -182,6 +184,10 @@ class _Job:
         self.result = None
         self.wtx = 0
         self.aborting = False
+        self.timed_out = False
+        self.busy_retries = 0
+        self.busy_before = 0
+        self.started = 0
 
 
 class _NeedIO(CcidkitError):
@@ -275,6 +281,7 @@ class Reader:
         self.class_order = class_order
         self.timeout_ms = timeout_ms
         self.max_time_extensions = max_time_extensions
+        self.max_wait_ms = DEFAULT_MAX_WAIT_MS
         self.on_time_extension = None
         self.gone = False
         self.name = base_name(transport)
@@ -442,8 +449,10 @@ class Reader:
 
         Returns their results in order: the generator's return value, or the
         ReaderError it ended with. Commands of different slots are pipelined
-        up to ``max_busy`` at once; each slot's generator runs one command at
-        a time.
+        up to ``max_busy`` at once (distinct bSeq, answers matched by bSlot
+        and bSeq); each slot's generator runs one command at a time. A reader
+        that answers CMD_SLOT_BUSY although its descriptor allowed the
+        command gets it again later, and fewer slots at once from then on.
         """
         self._check_alive()
         todo = []
@@ -452,6 +461,19 @@ class Reader:
             todo.append(j)
             self._advance(j, None)
         in_flight = {}
+        try:
+            self._schedule(todo, in_flight)
+        except ReaderError as fatal:
+            for key in sorted(in_flight):
+                j = in_flight[key]
+                if not j.aborting:
+                    self.seq.forget(j.slot, j.seq)
+            for j in todo:
+                if not j.done:
+                    self._finish(j, ReaderError(fatal.message, fatal.name, fatal.ccid, j.slot))
+        return [j.result for j in todo]
+
+    def _schedule(self, todo, in_flight):
         stale = 0
         guard = 0
         while True:
@@ -459,11 +481,7 @@ class Reader:
             if guard > 10000000:
                 raise ReaderError("scheduler did not converge")
             if self.gone:
-                for j in todo:
-                    if not j.done:
-                        self._finish(j, ReaderError("reader %s is gone" % self.name,
-                                                    "IFD_NO_SUCH_DEVICE", slot=j.slot))
-                break
+                raise ReaderError("reader %s is gone" % self.name, "IFD_NO_SUCH_DEVICE")
             # issue what may go now
             for j in todo:
                 if j.done or j.seq is not None or j.cmd is None:
@@ -477,18 +495,20 @@ class Reader:
                         continue
                     raise ReaderError(str(e), "IFD_COMMUNICATION_ERROR", e)
                 j.wtx = 0
+                j.busy_before = len(in_flight)
+                j.started = self.now_ms() if self.now_ms is not None else 0
                 try:
                     self._send(j.cmd.encode(j.slot, j.seq))
                 except ReaderError as e:
                     self.seq.forget(j.slot, j.seq)
                     j.seq = None
+                    if e.name == "IFD_NO_SUCH_DEVICE":
+                        raise
                     self._finish(j, e)
                     continue
                 in_flight[(j.slot, j.seq)] = j
             if not in_flight:
-                if self.gone:
-                    continue
-                break
+                return
             # aborts asked for while waiting
             for key in sorted(in_flight):
                 j = in_flight[key]
@@ -502,14 +522,19 @@ class Reader:
             try:
                 msg = self._read_message(timeout)
             except ReaderError as e:
+                if e.name != "IFD_RESPONSE_TIMEOUT":
+                    raise
+                # the reader itself went silent: tell it to drop what it still
+                # holds (CCID §5.3.1), without waiting, and fail those commands
+                self.rx.reset()
                 for key in sorted(in_flight):
                     j = in_flight[key]
                     if not j.aborting:
                         self.seq.forget(j.slot, j.seq)
+                        self._abort_quietly(j.slot, j.seq)
                     self._finish(j, ReaderError(e.message, e.name, e.ccid, j.slot))
-                in_flight = {}
-                if e.name == "IFD_RESPONSE_TIMEOUT":
-                    self.rx.reset()
+                for key in list(in_flight):
+                    del in_flight[key]
                 continue
             key = (msg.bSlot, msg.bSeq)
             j = in_flight.get(key)
@@ -519,7 +544,7 @@ class Reader:
                 if msg.bMessageType == RDR_to_PC_SlotStatus and not msg.time_extension:
                     del in_flight[key]
                     self.slots[j.slot].abort_requested = False
-                    if j.wtx > self.max_time_extensions:
+                    if j.timed_out:
                         err = ReaderError("slot %d: still busy after %d time extensions"
                                           % (j.slot, j.wtx), "IFD_RESPONSE_TIMEOUT",
                                           slot=j.slot)
@@ -539,20 +564,44 @@ class Reader:
                 continue
             if j is None:
                 continue
+            if msg.failed and msg.bError == CMD_SLOT_BUSY and j.busy_retries < MAX_BUSY_RETRIES:
+                # §5.2.2: the reader refused to run one more slot: run fewer at once
+                del in_flight[key]
+                j.seq = None
+                j.busy_retries += 1
+                # the reader had at most busy_before others when it refused
+                n = j.busy_before
+                if 0 < n < self.max_busy:
+                    self.log("%s: CMD_SLOT_BUSY with %d slots busy; now at most %d"
+                             % (self.name, j.busy_before + 1, n))
+                    self.max_busy = n
+                continue
             self._note_status(self.slots[j.slot], msg)
             if msg.time_extension:
                 j.wtx += 1
                 if self.on_time_extension is not None:
                     self.on_time_extension(self, j.slot, j.wtx)
-                if j.wtx > self.max_time_extensions:
+                late = self.now_ms is not None and self.max_wait_ms and \
+                    self.now_ms() - j.started > self.max_wait_ms
+                if j.wtx > self.max_time_extensions or late:
                     self.log("%s: slot %d: %d time extensions, aborting" % (
                         self.name, j.slot, j.wtx))
+                    j.timed_out = True
                     self._start_abort(j)
                 continue
             del in_flight[key]
             j.seq = None
             self._advance(j, msg)
-        return [j.result for j in todo]
+
+    def _abort_quietly(self, slot, seq):
+        if self.quirks.get("no_abort") or self.gone:
+            return
+        req = ccid.abort_request(self.interface_number, slot, seq)
+        try:
+            self._control(req[0], req[1], req[2], req[3], 0)
+            self.transport.bulk_out(Cmd(PC_to_RDR_Abort).encode(slot, seq), self.timeout_ms)
+        except (TransportError, ReaderError) as e:
+            self.log("%s: abort of slot %d bSeq %d failed (%s)" % (self.name, slot, seq, e))
 
     def _advance(self, job, msg):
         try:
@@ -583,8 +632,7 @@ class Reader:
                 self._control(req[0], req[1], req[2], req[3], 0)
             except TransportError as e:
                 self.log("%s: ABORT request failed (%s)" % (self.name, e))
-        msg = Cmd(PC_to_RDR_Abort)
-        self._send(msg.encode(job.slot, job.seq))
+        self._send(Cmd(PC_to_RDR_Abort).encode(job.slot, job.seq))
         job.cmd = Cmd(PC_to_RDR_Abort, timeout_ms=self.timeout_ms)
 
     def request_abort(self, slot):

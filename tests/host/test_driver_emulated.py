@@ -185,3 +185,28 @@ def test_nad_reaches_the_t1_blocks():
 def test_escape_on_the_twin():
     r = reader_of("gemalto-pctwin")
     assert r.escape(b"\x02") == b"GemTwin V1.10"
+
+
+def test_no_interrupt_endpoint_polls_slot_status():
+    r = reader_of("iccd-token")
+    assert not r.transport.has_interrupt
+    n = len(r.emulated.log)
+    assert r.poll_events(10) == []
+    assert any(e[2] == 0x65 for e in list(r.emulated.log)[n:])   # GetSlotStatus
+
+
+def test_t1_blocks_corrupted_on_the_line_are_recovered():
+    r = reader_of("gemalto-pctwin", cards={0: MiniCard(protocols=(1,))})
+    r.connect(0)
+    r.emulated.faults.corrupt_t1(0, "reader", 2)
+    assert r.transmit(0, SELECT_AID) == FCI + b"\x90\x00"
+    assert r.slots[0].t1.r_requests >= 1
+
+
+def test_stale_bseq_answers_are_dropped():
+    r = reader_of("gemalto-pctwin")
+    r.connect(0)
+    assert r.transmit(0, SELECT_AID) == b"\x61\x18"
+    r.emulated.faults.stale_bseq(1, "duplicate")
+    assert r.transmit(0, bytes.fromhex("00C0000018")) == FCI + b"\x90\x00"
+    assert r.stale == 1

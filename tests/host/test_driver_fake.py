@@ -264,3 +264,65 @@ def test_pin_structures_on_any_bytes(data):
         except part10.Part10Error:
             continue
         assert out[0] in (0, 1)
+
+
+def test_reader_refusing_busy_slots_gets_fewer_at_once():
+    # the descriptor says 8, the firmware takes 2: CMD_SLOT_BUSY, then serialised to 2
+    slots = [FakeSlot(MiniCard()) for _ in range(8)]
+    lines = []
+    f = FakeReader(slots, level="short", busy=8, accept_busy=2)
+    r = open_reader(f, log=lines.append)
+    for i in range(8):
+        r.connect(i)
+    out = r.transmit_many(dict((i, h("80 EE 00 00 01") + bytes((i,)) + h("00")) for i in range(8)))
+    assert all(out[i] == bytes((i,)) + h("90 00") for i in range(8))
+    assert r.max_busy == 2
+    assert any("CMD_SLOT_BUSY" in l for l in lines)
+
+
+def test_silent_reader_times_out_and_is_told_to_abort():
+    f = FakeReader(level="short")
+    r = open_reader(f)
+    r.connect(0)
+    f.fslots[0].mute = True
+    with pytest.raises(ReaderError) as e:
+        r.transmit(0, SELECT_AID)
+    assert e.value.name == "IFD_RESPONSE_TIMEOUT"
+    xfr = [m for m in f.log if m.bMessageType == 0x6F][-1]
+    ab = [m for m in f.log if m.bMessageType == 0x72]
+    assert [(m.bSlot, m.bSeq) for m in ab] == [(0, xfr.bSeq)]
+    f.fslots[0].mute = False
+    # the abort's late answers are dropped as stale; the slot works again
+    assert r.transmit(0, SELECT_AID)[-2:] == h("90 00")
+
+
+class GarbageTransport(FakeReader):
+    """A reader whose bulk-IN answers are arbitrary bytes."""
+
+    def __init__(self, answers):
+        FakeReader.__init__(self, level="short")
+        self.answers = list(answers)
+
+    def bulk_out(self, data, timeout_ms):
+        self.log.append(data)
+
+    def bulk_in(self, max_len, timeout_ms):
+        if not self.answers:
+            raise TransportTimeout()
+        return self.answers.pop(0)
+
+
+from ccidkit.core.transport import TransportTimeout  # noqa: E402
+
+
+@given(st.lists(st.binary(max_size=300), max_size=6))
+def test_driver_on_arbitrary_reader_answers(answers):
+    r = Reader(GarbageTransport(answers))
+    r.slots[0].present = True
+    r.slots[0].powered = True
+    for op in (lambda: r.get_slot_status(0), lambda: r.power_on(0),
+               lambda: r.transmit(0, SELECT_AID)):
+        try:
+            op()
+        except ReaderError:
+            pass

@@ -64,7 +64,7 @@ class FakeReader(Transport):
     def __init__(self, slots=None, level="TPDU", features=None, busy=1, pin=0,
                  max_message=271, voltage=0x07, vid=0x1234, pid=0x5678,
                  manufacturer="Fake", product="Reader", serial=None, reorder=False,
-                 chunk=0, rates=None):
+                 chunk=0, rates=None, accept_busy=None):
         self.vid = vid
         self.pid = pid
         self.manufacturer = manufacturer
@@ -77,7 +77,7 @@ class FakeReader(Transport):
         self.features = features
         self.level = level
         self.max_message = max_message
-        self.busy = busy
+        self.busy = busy if accept_busy is None else accept_busy
         self.rates = rates
         self.config_descriptor = config_descriptor(ccid_descriptor(
             len(self.fslots), voltage, 0x03, features, max_message, pin, busy,
@@ -166,8 +166,9 @@ class FakeReader(Transport):
     def _handle(self, msg):
         fs = self.fslots[msg.bSlot]
         t = msg.bMessageType
-        busy = [s for s in self.pending if s != msg.bSlot]
-        if t != 0x72 and (msg.bSlot in self.pending or len(busy) >= self.busy):
+        owed = [d[5] for d in self.out] + list(self.pending)
+        busy = [s for s in owed if s != msg.bSlot]
+        if t != 0x72 and (msg.bSlot in owed or len(busy) >= self.busy):
             return self.fail(msg, 0x81 if t != 0x6F else 0x80, fs, 0xE0)
         if t == 0x72:   # PC_to_RDR_Abort
             held = self.pending.pop(msg.bSlot, None)
