@@ -1255,24 +1255,58 @@ class Reader:
 
         The reader sends time extensions while the user types. PIN entry
         timeout and cancel come back as SW 64 00 and 64 01 (PC/SC part 10).
+        At TPDU level with T=1 the reader sends the APDU in one I-block whose
+        NAD and PCB the driver puts in bTeoPrologue (CCID §6.1.11) and answers
+        with the card's block, which the T=1 engine then takes over.
         """
         s = self.slot(slot)
         if not s.powered:
             raise ReaderError("slot %d: card not powered" % slot, "CARD_UNPOWERED", slot=slot)
-        if self.exchange == EXCHANGE_TPDU and s.protocol == 1:
-            raise ReaderError("secure PIN entry with T=1 at TPDU level is not supported",
-                              "IFD_NOT_SUPPORTED", slot=slot)
         s.abort_requested = False
+        abData = bytes(abData)
+        t1 = self.exchange == EXCHANGE_TPDU and s.protocol == 1 and s.t1 is not None
+        apdu = None
+        if t1:
+            try:
+                m = ccid.CCIDMessage(PC_to_RDR_Secure, abData=abData)
+            except CCIDError as e:
+                raise ReaderError("PIN structure: %s" % e, "IFD_NOT_SUPPORTED", e, slot)
+            st = m.abPINDataStructure
+            if st is None:
+                raise ReaderError("PIN operation %r at TPDU level" % (m.bPINOperation,),
+                                  "IFD_NOT_SUPPORTED", slot=slot)
+            apdu = st.abPINApdu
+            if not apdu or len(apdu) > s.t1.ifsc:
+                raise ReaderError("PIN APDU of %d bytes does not fit one I-block (IFSC %d)"
+                                  % (len(apdu), s.t1.ifsc), "IFD_NOT_SUPPORTED", slot=slot)
+            # §11.3.2.2: I-block PCB = N(S) in bit 7, no chaining
+            st.bTeoPrologue = bytes((s.t1.nad, 0x40 if s.t1.ns else 0x00, 0))
+            abData = m.abData
 
         def gen():
-            msg = yield Cmd(PC_to_RDR_Secure, bytes(abData), timeout_ms=self.timeout_ms * 10)
+            msg = yield Cmd(PC_to_RDR_Secure, abData, timeout_ms=self.timeout_ms * 10)
             if msg.failed:
                 if msg.bError == PIN_TIMEOUT:
                     return b"\x64\x00"
                 if msg.bError == PIN_CANCELLED:
                     return b"\x64\x01"
                 raise self._fail_from(msg, "Secure", s)
-            return bytes(msg.abData)
+            if not t1:
+                return bytes(msg.abData)
+            # the engine now owns the exchange as if it had sent that I-block
+            eng = s.t1
+            try:
+                eng.start(apdu)
+                eng.receive(bytes(msg.abData))
+                if eng.busy and not (eng.block_to_send()[1] & 0x80):
+                    # never send the PIN-less template again: that would be a wrong PIN
+                    raise ReaderError("the card asked for the PIN block again",
+                                      "IFD_COMMUNICATION_ERROR", slot=s.index)
+                yield from self._t1_loop(s)
+                return eng.response()
+            except T1Error as e:
+                raise ReaderError("T=1 after PIN entry: %s" % e, "IFD_COMMUNICATION_ERROR",
+                                  slot=s.index)
 
         return self.run_one(slot, gen())
 

@@ -210,3 +210,22 @@ def test_stale_bseq_answers_are_dropped():
     r.emulated.faults.stale_bseq(1, "duplicate")
     assert r.transmit(0, bytes.fromhex("00C0000018")) == FCI + b"\x90\x00"
     assert r.stale == 1
+
+
+def test_secure_pin_verify_with_t1_at_tpdu_level():
+    class T1PinCard(PinCard):
+        pass
+
+    r = reader_of("pinpad", cards={0: T1PinCard(protocols=(1,))})
+    r.connect(0)
+    assert r.slots[0].protocol == 1
+    code = part10.feature_ioctl(part10.FEATURE_VERIFY_PIN_DIRECT)
+    verify = part10.build_verify_structure(bytes.fromhex("0020000108") + b"\xFF" * 8)
+    for pin, sw in (("1234", b"\x90\x00"), ("1111", b"\x63\xC2"), ("1234", b"\x90\x00")):
+        r.emulated.keypad(0, pin)
+        assert part10.control(r, 0, code, verify) == sw
+        # the engine's sequence numbers moved on with the card's
+        assert r.transmit(0, SELECT_AID) == FCI + b"\x90\x00"
+    r.emulated.keypad(0, "cancel")
+    assert part10.control(r, 0, code, verify) == b"\x64\x01"
+    assert r.transmit(0, SELECT_AID) == FCI + b"\x90\x00"
