@@ -423,3 +423,29 @@ def test_card_removed_and_reader_gone():
         r.transmit(0, SELECT_AID)
     assert e.value.name == "IFD_NO_SUCH_DEVICE" and len(f.log) == n
     assert len([l for l in lines if "removed (" in l]) == 1
+
+
+def test_pcsc_api_on_the_fake_reader():
+    from ccidkit.core import pcsc
+    present = [FakeReader(level="short", manufacturer="Acme", product="Twin"),
+               FakeReader(level="short", manufacturer="Acme", product="Twin", pid=0x5679)]
+    mgr = pcsc.ResourceManager(lambda: present)
+    ctx = pcsc.SCardEstablishContext(pcsc.SCARD_SCOPE_USER, mgr)
+    names = pcsc.SCardListReaders(ctx)
+    # identical readers: pcsc-lite tells them apart by the reader number
+    assert names == ["Acme Twin 00 00", "Acme Twin 01 00"]
+    hc, proto = pcsc.SCardConnect(ctx, names[1], pcsc.SCARD_SHARE_EXCLUSIVE,
+                                  pcsc.SCARD_PROTOCOL_T0 | pcsc.SCARD_PROTOCOL_T1)
+    assert proto == pcsc.SCARD_PROTOCOL_T0
+    assert pcsc.SCardTransmit(hc, pcsc.SCARD_PCI_T0, SELECT_AID)[-2:] == h("90 00")
+    with raises(pcsc.PCSCError) as e:
+        pcsc.SCardConnect(ctx, names[1], pcsc.SCARD_SHARE_SHARED, pcsc.SCARD_PROTOCOL_T0)
+    assert e.value.code == 0x8010000B and e.value.name == "SCARD_E_SHARING_VIOLATION"
+    pnp = pcsc.SCardGetStatusChange(ctx, 0, [(pcsc.PNP_NOTIFICATION, 0)])[0][1]
+    present.pop(0)
+    st = pcsc.SCardGetStatusChange(ctx, 0, [(pcsc.PNP_NOTIFICATION, pnp & ~2),
+                                            (names[0], 0)])
+    assert (st[0][1] >> 16) == (pnp >> 16) + 1
+    assert st[1][1] & pcsc.SCARD_STATE_UNKNOWN
+    pcsc.SCardDisconnect(hc, pcsc.SCARD_RESET_CARD)
+    pcsc.SCardReleaseContext(ctx)
