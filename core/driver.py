@@ -366,8 +366,8 @@ class Reader:
             try:
                 ans = self._control(req[0], req[1], req[2], req[3], req[4])
                 rates = ccid.parse_dword_array(ans, desc.bNumDataRatesSupported)
-            except TransportStall:
-                self.log("%s: GET_DATA_RATES stalled; using dwMaxDataRate" % self.name)
+            except TransportError as e:
+                self.log("%s: GET_DATA_RATES failed (%s); using dwMaxDataRate" % (self.name, e.name))
             except CCIDError as e:
                 self.log("%s: GET_DATA_RATES answer unusable (%s)" % (self.name, e))
         self.data_rates = rates
@@ -1343,8 +1343,8 @@ class Reader:
         req = ccid.abort_request(self.interface_number, slot, seq)
         try:
             self._control(req[0], req[1], req[2], req[3], 0)
-        except TransportStall:
-            self.log("%s: ABORT request stalled" % self.name)
+        except TransportError as e:
+            self.log("%s: ABORT request failed (%s)" % (self.name, e.name))
         self._send(Cmd(PC_to_RDR_Abort).encode(slot, seq))
         kept = []
         try:

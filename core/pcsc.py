@@ -490,17 +490,22 @@ class ResourceManager:
         n = len(self.entries)
         each = timeout_ms // n if n else 0
         for e in list(self.entries):
-            changed = e.reader.poll_events(each)
-            for s in changed:
-                st = self._state(e, s)
-                st.mute = False
-                st.transaction = None
-                if e.reader.slots[s].present and self.power_on_insert and not e.reader.gone:
-                    self._power_up(e, s)
+            self.poll_reader(e, each)
         if any_gone(self.entries):
             self.rescan()
         if not n and timeout_ms and self.sleep_ms is not None:
             self.sleep_ms(timeout_ms)
+
+    def poll_reader(self, e, timeout_ms=0):
+        """Card events of one reader (no hot-plug scan): what a handle needs before I/O."""
+        if e.reader.gone:
+            return
+        for s in e.reader.poll_events(timeout_ms):
+            st = self._state(e, s)
+            st.mute = False
+            st.transaction = None
+            if e.reader.slots[s].present and self.power_on_insert and not e.reader.gone:
+                self._power_up(e, s)
 
     def find(self, name):
         for e in self.entries:
@@ -591,6 +596,8 @@ def _check_handle(h):
     """pcsc-lite's checks before using a card handle."""
     e = h.entry
     mgr = _CONTEXTS[h.hcontext].manager
+    if e in mgr.entries:
+        mgr.poll_reader(e, 0)
     if e.reader.gone or e not in mgr.entries:
         raise PCSCError(SCARD_E_READER_UNAVAILABLE, "%s is gone" % h.name)
     s = e.reader.slots[h.slot]

@@ -28,6 +28,12 @@ LIBUSB_ERROR_NO_DEVICE = -4
 LIBUSB_ERROR_PIPE = -9
 
 
+def _ms(timeout_ms):
+    # libusb reads a timeout of 0 as "wait for ever": the driver means "at once"
+    t = int(timeout_ms)
+    return t if t > 0 else 1
+
+
 def _translate(e):
     if isinstance(e, usb.core.USBTimeoutError):
         return TransportTimeout(str(e))
@@ -130,7 +136,7 @@ class PyusbTransport(Transport):
         pos = 0
         for _ in range(len(data) // 64 + 2):
             try:
-                n = self.dev.write(self.ep_out, data[pos:], int(timeout_ms))
+                n = self.dev.write(self.ep_out, data[pos:], _ms(timeout_ms))
             except usb.core.USBError as e:
                 raise _translate(e)
             pos += n
@@ -142,7 +148,7 @@ class PyusbTransport(Transport):
     def bulk_in(self, max_len, timeout_ms):
         self._open()
         try:
-            return bytes(self.dev.read(self.ep_in, max_len, int(timeout_ms)))
+            return bytes(self.dev.read(self.ep_in, max_len, _ms(timeout_ms)))
         except usb.core.USBError as e:
             raise _translate(e)
 
@@ -151,7 +157,7 @@ class PyusbTransport(Transport):
             return None
         self._open()
         try:
-            return bytes(self.dev.read(self.ep_int, max_len, int(timeout_ms)))
+            return bytes(self.dev.read(self.ep_int, max_len, _ms(timeout_ms)))
         except usb.core.USBError as e:
             err = _translate(e)
             if isinstance(err, TransportTimeout):
@@ -162,7 +168,7 @@ class PyusbTransport(Transport):
         self._open()
         try:
             ans = self.dev.ctrl_transfer(bmRequestType, bRequest, wValue, wIndex,
-                                         data_or_length, int(timeout_ms))
+                                         data_or_length, _ms(timeout_ms))
         except usb.core.USBError as e:
             raise _translate(e)
         if isinstance(ans, int):

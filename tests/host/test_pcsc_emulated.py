@@ -235,3 +235,17 @@ def test_secure_pin_through_scardcontrol():
     with pytest.raises(PCSCError) as e:
         pcsc.SCardControl(h, pcsc.SCARD_CTL_CODE(3999), b"")
     assert e.value.name == "SCARD_E_UNSUPPORTED_FEATURE"
+
+
+def test_card_swapped_under_an_idle_handle():
+    mgr, ctx = ctx_for("gemalto-pctwin")
+    name = pcsc.SCardListReaders(ctx)[0]
+    h, _ = pcsc.SCardConnect(ctx, name, pcsc.SCARD_SHARE_SHARED, pcsc.SCARD_PROTOCOL_ANY)
+    mgr.emulated[0].remove_card(0)
+    mgr.emulated[0].insert_card(0, MiniCard())
+    with pytest.raises(PCSCError) as e:
+        pcsc.SCardTransmit(h, pcsc.SCARD_PCI_T0, SELECT_AID)
+    assert code_of(e) == pcsc.SCARD_W_REMOVED_CARD
+    pcsc.SCardDisconnect(h, pcsc.SCARD_LEAVE_CARD)
+    h, _ = pcsc.SCardConnect(ctx, name, pcsc.SCARD_SHARE_SHARED, pcsc.SCARD_PROTOCOL_ANY)
+    assert pcsc.SCardTransmit(h, pcsc.SCARD_PCI_T0, SELECT_AID) == b"\x61\x18"
