@@ -229,3 +229,44 @@ def test_secure_pin_verify_with_t1_at_tpdu_level():
     r.emulated.keypad(0, "cancel")
     assert part10.control(r, 0, code, verify) == b"\x64\x01"
     assert r.transmit(0, SELECT_AID) == FCI + b"\x90\x00"
+
+
+def test_extended_apdu_over_t0_tpdu_goes_through_envelope():
+    r = reader_of("gemalto-pctwin", cards={0: MiniCard(protocols=(0,))})
+    r.connect(0)
+    apdu, data = echo(600)
+    assert r.transmit(0, apdu) == data + b"\x90\x00"
+    assert r.slots[0].t0.tpdus > 3      # ENVELOPE segments, then GET RESPONSE rounds
+
+
+def test_a_bank_of_96_slots():
+    from ccidkit.core.host.emulated import open_emulated
+    backend, ts = open_emulated("sysmosimbank-96")
+    assert len(ts) == 12
+    readers = [Reader(t).open() for t in ts]
+    assert sum(len(r.slots) for r in readers) == 96
+    r = readers[5]
+    for i in range(8):
+        r.connect(i)
+    out = r.transmit_many(dict((i, SELECT_AID) for i in range(8)))
+    assert all(out[i] == b"\x61\x18" for i in range(8))
+
+
+def test_secure_pin_modify_on_the_pinpad():
+    class ModCard(MiniCard):
+        def process_apdu(self, apdu):
+            apdu = bytes(apdu)
+            if apdu[1:2] == b"\x24":
+                ok = apdu[5:9] == b"1234" and apdu[13:17] == b"5678"
+                return b"\x90\x00" if ok else b"\x63\xC1"
+            return MiniCard.process_apdu(self, apdu)
+
+    r = reader_of("pinpad", cards={0: ModCard()})
+    r.connect(0)
+    code = part10.parse_feature_tlv(part10.feature_tlv(r))[part10.FEATURE_MODIFY_PIN_DIRECT]
+    modify = part10.build_modify_structure(bytes.fromhex("0024000110") + b"\xFF" * 16, 0, 8)
+    r.emulated.keypad(0, "1234", "5678", "5678")
+    assert part10.control(r, 0, code, modify) == b"\x90\x00"
+    # the confirmation differs: the reader cancels (PIN_CANCELLED -> 64 01)
+    r.emulated.keypad(0, "1234", "5678", "5679")
+    assert part10.control(r, 0, code, modify) == b"\x64\x01"
