@@ -354,6 +354,23 @@ class Reader:
                               "IFD_COMMUNICATION_ERROR")
         return self.slots[index]
 
+    def info(self):
+        """What the reader is and how the driver runs it (plain types, for CLIs and logs)."""
+        t = self.transport
+        d = self.descriptor
+        slots = []
+        for s in self.slots:
+            slots.append({"slot": s.index, "present": s.present, "powered": s.powered,
+                          "atr": s.atr, "protocol": s.protocol, "class": s.card_class,
+                          "Fi": s.fi, "Di": s.di, "events": s.events})
+        return {"name": self.name, "vid": t.vid, "pid": t.pid, "serial": t.serial,
+                "bus_path": t.bus_path, "interface": self.interface_number,
+                "exchange_level": self.level_name, "slots": slots,
+                "max_busy_slots": self.max_busy, "dwFeatures": d.dwFeatures,
+                "dwMaxCCIDMessageLength": self.max_message_length,
+                "bPINSupport": self.pin_support, "quirks": sorted(self.quirks),
+                "data_rates": self.data_rates, "gone": self.gone}
+
     # ------------------------------------------------------------------ life cycle
 
     def open(self):
@@ -821,6 +838,10 @@ class Reader:
                                "IFD_ERROR_POWER_ACTION", last.ccid, s.index)
         raise last
 
+    def power_on_job(self, slot, selects=None):
+        """The power-on generator, for ``run`` beside other slots' exchanges."""
+        return self._power_on_gen(self.slot(slot), selects or self.power_selects())
+
     def power_on(self, slot, selects=None):
         """Activate the card (IccPowerOn, class by class); returns the ATR."""
         s = self.slot(slot)
@@ -1218,6 +1239,12 @@ class Reader:
         s = self.slot(slot)
         s.abort_requested = False
         return self.run_one(slot, self._transmit_gen(s, apdu))
+
+    def transmit_job(self, slot, apdu):
+        """The exchange generator of one APDU, for ``run`` (mix slots and operations)."""
+        s = self.slot(slot)
+        s.abort_requested = False
+        return self._transmit_gen(s, apdu)
 
     def transmit_many(self, requests):
         """APDUs to several slots at once: ``{slot: apdu}`` -> ``{slot: response or

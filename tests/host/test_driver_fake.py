@@ -326,3 +326,18 @@ def test_driver_on_arbitrary_reader_answers(answers):
             op()
         except ReaderError:
             pass
+
+
+def test_info_and_custom_jobs():
+    f = FakeReader([FakeSlot(MiniCard()), FakeSlot(MiniCard())], level="short", busy=2,
+                   vid=0x058F, pid=0x9540)
+    r = open_reader(f)
+    r.connect(0)
+    info = r.info()
+    assert info["exchange_level"] == "short APDU" and info["max_busy_slots"] == 2
+    assert "max_baud" in info["quirks"]
+    assert info["slots"][0]["powered"] and not info["slots"][1]["powered"]
+    # power slot 1 up while slot 0 exchanges an APDU, in one run
+    res = r.run([(0, r.transmit_job(0, SELECT_AID)),
+                 (1, r.power_on_job(1))])
+    assert res[0][-2:] == h("90 00") and res[1] == MiniCard().atr
