@@ -30,12 +30,10 @@ import struct
 
 from .errors import CcidkitError
 from .driver import (
-    Reader, ReaderError, base_name, slot_name, lowest_free_index,
-    PROTOCOL_T0, PROTOCOL_T1, PROTOCOL_RAW,
+    Reader, ReaderError, slot_name, lowest_free_index, PROTOCOL_T0, PROTOCOL_T1,
 )
 from . import part10
-from .part10 import Part10Error, SCARD_CTL_CODE
-from . import iso7816
+from .part10 import Part10Error, SCARD_CTL_CODE  # noqa: F401  (SCARD_CTL_CODE for users)
 
 # ---------------------------------------------------------------- constants (pcsc-lite)
 
@@ -332,10 +330,6 @@ def from_reader_error(e):
                                                           "IFD_ERROR_NOT_SUPPORTED") else None
             return PCSCError(c, e.message, name)
     return PCSCError(SCARD_E_NOT_TRANSACTED, e.message)
-
-
-def _readers_multistring(names):
-    return names
 
 
 # ---------------------------------------------------------------- the resource manager
@@ -975,8 +969,6 @@ def _evaluate(mgr, name, cur):
     bits, events = mgr.reader_state(e, slot)
     atr = e.reader.slots[slot].atr or b""
     ev = bits | ((events & 0xFFFF) << 16)
-    if bits & SCARD_STATE_PRESENT and atr:
-        pass
     mask = (SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE | SCARD_STATE_EMPTY |
             SCARD_STATE_PRESENT | SCARD_STATE_EXCLUSIVE | SCARD_STATE_INUSE |
             SCARD_STATE_MUTE | SCARD_STATE_UNPOWERED)
