@@ -457,6 +457,7 @@ class ResourceManager:
     def _remove(self, e, why):
         if not e.reader.gone:
             e.reader._gone(why)
+        e.reader.close()
         self.entries.remove(e)
         self.pnp_events += 1
         for s in range(len(e.reader.slots)):
