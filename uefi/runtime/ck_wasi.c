@@ -292,15 +292,23 @@ u32 WASI(fd_read)(wasi_t *w, u32 fd, u32 iovs, u32 iovs_len, u32 nread_ptr) {
   uint64_t total = 0;
   if (iovs_len > 1024) return E_INVAL;
   if (fd == 0) {
-    /* stdin: one line from the keyboard into the first non-empty buffer */
-    for (uint32_t i = 0; i < iovs_len; i++) {
+    /* stdin: lines typed on ConIn (with echo), served in whatever pieces
+     * libc asks for (MicroPython reads one byte at a time) */
+    static char line[1024];
+    static size_t line_len, line_pos;
+    if (line_pos >= line_len) {
+      line_len = ck_read_line(line, sizeof line);
+      line_pos = 0;
+    }
+    for (uint32_t i = 0; i < iovs_len && line_pos < line_len; i++) {
       uint32_t bp, bl;
       if (ck_mem_get32(iovs + 8 * i, &bp) || ck_mem_get32(iovs + 8 * i + 4, &bl)) return E_FAULT;
-      if (!bl) continue;
       uint8_t *d = ck_mem(bp, bl);
       if (!d) return E_FAULT;
-      total = ck_read_line((char *)d, bl);
-      break;
+      size_t n = line_len - line_pos < bl ? line_len - line_pos : bl;
+      memcpy(d, line + line_pos, n);
+      line_pos += n;
+      total += n;
     }
     return ck_mem_put32(nread_ptr, (uint32_t)total) ? E_FAULT : E_OK;
   }
