@@ -64,6 +64,21 @@ def read_config_descriptor(dev, index=0):
     return bytes(dev.ctrl_transfer(0x80, 6, 0x0200 | index, 0, total))
 
 
+def interface_string_index(config, number):
+    """iInterface of interface ``number`` (alternate setting 0) in a configuration, or 0."""
+    pos = 0
+    n = len(config)
+    while pos + 2 <= n:
+        length = config[pos]
+        if length < 2:
+            break
+        if config[pos + 1] == 4 and length >= 9 and pos + 9 <= n and \
+                config[pos + 2] == number and config[pos + 3] == 0:
+            return config[pos + 8]
+        pos += length
+    return 0
+
+
 class PyusbTransport(Transport):
     """One CCID interface of one pyusb device."""
 
@@ -100,7 +115,8 @@ class PyusbTransport(Transport):
         self.manufacturer = _string(dev, dev.iManufacturer)
         self.product = _string(dev, dev.iProduct)
         self.serial = _string(dev, dev.iSerialNumber)
-        self.interface_name = None
+        self.interface_name = _string(dev, interface_string_index(config_descriptor,
+                                                                  interface_number))
         self._claimed = False
         self._closed = False
 

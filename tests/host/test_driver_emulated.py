@@ -270,3 +270,16 @@ def test_secure_pin_modify_on_the_pinpad():
     # the confirmation differs: the reader cancels (PIN_CANCELLED -> 64 01)
     r.emulated.keypad(0, "1234", "5678", "5679")
     assert part10.control(r, 0, code, modify) == b"\x64\x01"
+
+
+def test_pyusb_transport_identity():
+    from ccidkit.core.host.pyusb_transport import interface_string_index
+    backend, ts = open_emulated("cherry-st")
+    t = ts[0]
+    assert (t.vid, t.pid, t.interface_number) == (0x046A, 0x0010, 1)
+    assert t.manufacturer == "Cherry GmbH" and t.product == "SmartBoard XX44"
+    assert t.has_interrupt and t.bcd_device == 0x0104
+    assert interface_string_index(t.config_descriptor, 1) == 0
+    assert interface_string_index(t.config_descriptor, 7) == 0
+    r = Reader(t).open()
+    assert r.interface_number == 1
