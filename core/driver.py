@@ -89,6 +89,9 @@ DEFAULT_TIMEOUT_MS = 3000            # one CCID answer (libccid's default read t
 DEFAULT_MAX_TIME_EXTENSIONS = 600    # bmCommandStatus = 2 answers accepted for one command
 MAX_READ_PIECES = 70000              # partial bulk-IN reads for one message (1 byte each at worst)
 MAX_INTERRUPTS_PER_POLL = 32          # interrupt-IN messages taken in one poll
+# exchanges one synchronous engine run may need: a 65535-byte APDU over T=0 is
+# 258 ENVELOPE segments and as many GET RESPONSE rounds
+MAX_REPLAYS = 1100
 MAX_BUSY_RETRIES = 64                # CMD_SLOT_BUSY answers taken for one command
 DEFAULT_MAX_WAIT_MS = 600000         # one command, time extensions included (needs now_ms)
 MAX_STALE = 64                       # unmatched answers dropped within one run
@@ -208,7 +211,7 @@ def _replay(run, exchange):
     exchanges of one T=0 APDU keep the replays cheap.
     """
     answers = []
-    for _ in range(512):
+    for _ in range(MAX_REPLAYS):
         pos = [0]
 
         def link(data, timeout_us):
@@ -223,7 +226,7 @@ def _replay(run, exchange):
         except _NeedIO as need:
             ans = yield from exchange(need.data, need.timeout_us)
             answers.append(ans)
-    raise ReaderError("engine did not finish after 512 exchanges")
+    raise ReaderError("engine did not finish after %d exchanges" % MAX_REPLAYS)
 
 
 def _noop_log(line):

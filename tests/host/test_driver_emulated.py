@@ -283,3 +283,10 @@ def test_pyusb_transport_identity():
     assert interface_string_index(t.config_descriptor, 7) == 0
     r = Reader(t).open()
     assert r.interface_number == 1
+
+
+def test_longest_extended_apdu_over_t0():
+    r = reader_of("gemalto-pctwin", cards={0: MiniCard(protocols=(0,))})
+    r.connect(0)
+    apdu, data = echo(65535)
+    assert r.transmit(0, apdu) == data + b"\x90\x00"
