@@ -287,8 +287,11 @@ def test_runner_listen_mode_serves_a_connecting_vpcd():
         conn.close()
         # removed: a connecting vpcd is closed at once, never left waiting
         conn = socket.create_connection(("127.0.0.1", vicc.port), timeout=5)
-        conn.sendall(b"\x00\x01\x04")
-        assert conn.recv(10) == b""
+        try:
+            conn.sendall(b"\x00\x01\x04")
+            assert conn.recv(10) == b""
+        except ConnectionResetError:
+            pass                                   # closed before our bytes arrived
         conn.close()
         vicc.insert()
         deadline = time.monotonic() + 5
@@ -306,7 +309,10 @@ def test_runner_malformed_stream_drops_the_connection():
     with Vicc(card, listen=0, max_payload=300) as vicc:
         conn = socket.create_connection(("127.0.0.1", vicc.port), timeout=5)
         conn.sendall(b"\x01\x2D" + bytes(301))     # 301 > cap
-        assert conn.recv(10) == b""
+        try:
+            assert conn.recv(10) == b""
+        except ConnectionResetError:
+            pass                                   # closed with our bytes unread
         conn.close()
         deadline = time.monotonic() + 5
         while not vicc.errors and time.monotonic() < deadline:
