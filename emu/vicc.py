@@ -456,15 +456,18 @@ class Vicc:
         return conn
 
     def _connect(self):
-        if self.socket_factory is not None:
-            s = self.socket_factory()
-        else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(2.0)
+        s = None
         try:
+            # a factory may fail while its namespace is gone (pcscd restarting)
+            if self.socket_factory is not None:
+                s = self.socket_factory()
+            else:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(2.0)
             s.connect((self.host, self.port))
-        except OSError:
-            s.close()
+        except (OSError, CcidkitError):
+            if s is not None:
+                s.close()
             # bounded by the stop flag: one attempt every reconnect_interval
             self._stop.wait(self.reconnect_interval)
             return None

@@ -318,3 +318,23 @@ def test_runner_malformed_stream_drops_the_connection():
         while not vicc.errors and time.monotonic() < deadline:
             time.sleep(0.01)
         assert vicc.errors[0].name == "VICC_TOO_LONG"
+
+
+def test_runner_retries_when_the_socket_factory_fails():
+    card = EventCard()
+    srv = _fake_vpcd_listener()
+    port = srv.getsockname()[1]
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise CcidkitError("namespace gone", name="PCSCD_NETNS")
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    with Vicc(card, port=port, socket_factory=factory, reconnect_interval=0.01):
+        conn, _ = srv.accept()
+        assert _exchange(conn, b"\x04") == card.atr
+        conn.close()
+    srv.close()
+    assert len(calls) >= 3
