@@ -990,6 +990,8 @@ class Reader:
                         last = err
                         ok = False
             s.pps_tries.append((fi, di, "ok" if ok else last.name))
+            if ok or not s.present:
+                self._still_active(s)
             if ok:
                 s.protocol = protocol
                 s.fi = fi
@@ -1006,7 +1008,17 @@ class Reader:
         raise ReaderError("no speed worked: %s" % (last.message if last else "?"),
                           "IFD_ERROR_PTS_FAILURE", last.ccid if last else None, s.index)
 
+    def _still_active(self, s):
+        """The answers may say the card went away (bmICCStatus): stop there."""
+        if not s.present:
+            raise ReaderError("slot %d: card removed" % s.index, "IFD_ICC_NOT_PRESENT",
+                              slot=s.index)
+        if not s.powered or s.parsed_atr is None:
+            raise ReaderError("slot %d: card deactivated" % s.index, "CARD_UNPOWERED",
+                              slot=s.index)
+
     def _setup_engines_gen(self, s):
+        self._still_active(s)
         atr = s.parsed_atr
         desc = self.descriptor
         clock = (desc.dwDefaultClock or 4000) * 1000

@@ -341,3 +341,55 @@ def test_info_and_custom_jobs():
     res = r.run([(0, r.transmit_job(0, SELECT_AID)),
                  (1, r.power_on_job(1))])
     assert res[0][-2:] == h("90 00") and res[1] == MiniCard().atr
+
+
+class ChaosReader(FakeReader):
+    """Answers every command with the right message type, slot and bSeq, and
+    whatever status, error and data the test draws."""
+
+    def __init__(self, draw, level):
+        FakeReader.__init__(self, [FakeSlot(MiniCard()), FakeSlot(MiniCard())], level=level,
+                            busy=2)
+        self.draw = draw
+        self.count = 0
+
+    def bulk_out(self, data, timeout_ms):
+        from ccidkit.core.ccid import decode_bulk_out, RESPONSE_TYPE, CCIDMessage, CCIDError
+        msg = decode_bulk_out(bytes(data))
+        self.count += 1
+        if self.count > 60:
+            return          # then silence: the driver times out
+        t = RESPONSE_TYPE[msg.bMessageType]
+        m = CCIDMessage(t, msg.bSlot, msg.bSeq)
+        m.bStatus = self.draw(st.sampled_from([0x00, 0x01, 0x02, 0x40, 0x41, 0x42, 0x80]))
+        m.bError = self.draw(st.sampled_from([0x00, 0x01, 0xFE, 0xFB, 0xE0, 0xEF, 0xF0, 0x0A]))
+        payload = self.draw(st.one_of(
+            st.just(MiniCard().atr), st.binary(max_size=40),
+            st.sampled_from([h("90 00"), h("61 10"), h("FF 10 96 79"), h("00 E1 01 FE 1E"),
+                             h("00 00 02 90 00 92"), h("00 C3 01 02 C0")])))
+        if t == 0x82:
+            m.bProtocolNum = 0
+            payload = b""
+        if t == 0x81 or t == 0x84:
+            payload = b""
+        try:
+            m.abData = payload
+        except CCIDError:       # a structure this message type cannot carry
+            m.abData = b""
+        self.out.append(m.to_bytes())
+
+
+@given(st.data(), st.sampled_from(["TPDU", "short", "extended"]))
+def test_driver_on_well_formed_but_arbitrary_answers(data, level):
+    f = ChaosReader(data.draw, level)
+    r = Reader(f, max_time_extensions=5)
+    steps = (lambda: r.open(), lambda: r.power_on(0), lambda: r.set_protocol(0),
+             lambda: r.transmit(0, SELECT_AID),
+             lambda: r.transmit_many({0: SELECT_AID, 1: h("80 EE 00 00 01 AA 00")}),
+             lambda: r.secure(0, b"\x00" + bytes(14) + h("00 20 00 01 08") + bytes(8)),
+             lambda: r.escape(b"\x01"), lambda: r.poll_events(0), lambda: r.abort(1))
+    for op in steps:
+        try:
+            op()
+        except ReaderError:
+            pass
