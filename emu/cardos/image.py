@@ -7,6 +7,7 @@ renames it over the image and fsyncs the directory, so a process killed at
 any moment leaves either the old image or the new one, never a torn file.
 """
 
+import glob
 import json
 import os
 
@@ -25,10 +26,37 @@ class CardImage:
     def _tmp_name(self):
         return "%s.tmp-%d" % (self.path, os.getpid())
 
+    def stale_temporaries(self):
+        """Temporary files left by writers that were killed (their process is gone)."""
+        out = []
+        for name in glob.glob(glob.escape(self.path) + ".tmp-*"):
+            try:
+                pid = int(name.rsplit("-", 1)[1])
+            except ValueError:
+                continue
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                out.append(name)
+            except PermissionError:
+                pass   # someone else's live process
+        return out
+
     def load(self):
-        """All sections (a dict); {} when the image does not exist yet."""
+        """All sections (a dict); {} when the image does not exist yet.
+
+        Temporary files of killed writers are removed first: the image itself
+        is always whole, they never are the truth.
+        """
         if self._sections is not None:
             return self._sections
+        for name in self.stale_temporaries():
+            try:
+                os.remove(name)
+            except FileNotFoundError:
+                pass
         try:
             with open(self.path, "rb") as fh:
                 raw = fh.read()
@@ -74,6 +102,10 @@ class CardImage:
             os.replace(tmp, self.path)
             self._fsync_dir()
         except OSError as e:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
             raise CardOSError("cannot write card image %s: %s" % (self.path, e), name="IMAGE_IO")
         self._sections = sections
         self.saves += 1
