@@ -12,33 +12,46 @@ through pyusb and ``EmulatedBackend``: the same path real readers take.
 """
 
 from ...emu.reader import create_readers
+from ...emu.profiles import profile, bank_of
 from ...emu.pyusb_backend import EmulatedBackend
 from ...emu.card.minicard import MiniCard
 from ..pcsc import ResourceManager
 from .pyusb_transport import find_readers
 
 
-def _cards_for(index, reader, cards):
-    out = {}
-    n = len(reader.slots)
-    for slot in range(n):
-        card = None
-        if cards is None:
-            card = MiniCard()
-        elif (index, slot) in cards:
-            card = cards[(index, slot)]
-        elif slot in cards:
-            card = cards[slot]
-        if card is not None:
-            out[slot] = card
-    return out
+def _slot_count(profile_id):
+    return profile(profile_id)["ccid"]["bMaxSlotIndex"] + 1
+
+
+def _reader_count(profile_id):
+    bank = bank_of(profile_id)
+    return bank["count"] if bank else 1
+
+
+def _card(cards, index, slot):
+    if cards is None:
+        return MiniCard()
+    if (index, slot) in cards:
+        return cards[(index, slot)]
+    return cards.get(slot)
 
 
 def emulated_readers(*profile_ids, cards=None, time_scale=0.0):
-    """EmulatedReader objects for the profiles, each slot holding a card (see above)."""
+    """EmulatedReader objects for the profiles, each slot holding a card (see above).
+
+    The cards are there from the start (no insertion events to report)."""
     readers = []
     for pid in profile_ids:
-        for r in create_readers(pid, time_scale=time_scale):
+        first = len(readers)
+        mapping = {}
+        for i in range(_reader_count(pid)):
+            for slot in range(_slot_count(pid)):
+                c = _card(cards, first + i, slot)
+                if c is not None:
+                    mapping[(i, slot)] = c
+        if bank_of(pid) is None:
+            mapping = dict((k[1], mapping[k]) for k in mapping)
+        for r in create_readers(pid, cards=mapping, time_scale=time_scale):
             readers.append(r)
     ports = [r.port_path for r in readers]
     for i in range(len(readers)):
@@ -46,11 +59,6 @@ def emulated_readers(*profile_ids, cards=None, time_scale=0.0):
         if ports.count(r.port_path) > 1:
             # separate profiles would all sit on port 1: give each its own port
             r.port_path = (i + 1,)
-        for slot, card in sorted(_cards_for(i, r, cards).items()):
-            if r.slots[slot].card is None:
-                r.insert_card(slot, card)
-        # the insertions above are the initial state, not events to report
-        r._interrupts = []
     return readers
 
 
