@@ -227,3 +227,19 @@ def find_readers(backend=None):
             seen.append(desc.bInterfaceNumber)
             out.append(PyusbTransport(dev, raw, desc.bInterfaceNumber, desc.endpoints))
     return out
+
+
+def usb_manager(backend=None, log=None, reader_options=None, poll_ms=100):
+    """A pcsc ResourceManager over the readers pyusb finds, with the host's clock
+    for timeouts (the portable core takes no clock of its own)."""
+    import time
+    from ..pcsc import ResourceManager
+
+    def now_ms():
+        return int(time.monotonic() * 1000)
+
+    def sleep_ms(ms):
+        time.sleep(ms / 1000.0)
+
+    return ResourceManager(lambda: find_readers(backend), log=log, now_ms=now_ms,
+                           sleep_ms=sleep_ms, poll_ms=poll_ms, reader_options=reader_options)

@@ -249,3 +249,22 @@ def test_card_swapped_under_an_idle_handle():
     pcsc.SCardDisconnect(h, pcsc.SCARD_LEAVE_CARD)
     h, _ = pcsc.SCardConnect(ctx, name, pcsc.SCARD_SHARE_SHARED, pcsc.SCARD_PROTOCOL_ANY)
     assert pcsc.SCardTransmit(h, pcsc.SCARD_PCI_T0, SELECT_AID) == b"\x61\x18"
+
+
+def test_usb_manager_with_the_host_clock():
+    from ccidkit.core.host.pyusb_transport import usb_manager
+    from ccidkit.emu.pyusb_backend import EmulatedBackend
+    backend = EmulatedBackend([EmulatedReader("gemalto-pctwin", cards={0: MiniCard()})])
+    mgr = usb_manager(backend, poll_ms=5)
+    ctx = pcsc.SCardEstablishContext(pcsc.SCARD_SCOPE_USER, mgr)
+    name = pcsc.SCardListReaders(ctx)[0]
+    ev = pcsc.SCardGetStatusChange(ctx, 0, [(name, 0)])[0][1] & ~pcsc.SCARD_STATE_CHANGED
+    with pytest.raises(PCSCError) as e:
+        pcsc.SCardGetStatusChange(ctx, 30, [(name, ev)])
+    assert code_of(e) == pcsc.SCARD_E_TIMEOUT
+    # no reader at all: the wait is a real sleep of the host
+    empty = usb_manager(EmulatedBackend([]), poll_ms=5)
+    ctx2 = pcsc.SCardEstablishContext(pcsc.SCARD_SCOPE_USER, empty)
+    with pytest.raises(PCSCError) as e:
+        pcsc.SCardGetStatusChange(ctx2, 20, [(pcsc.PNP_NOTIFICATION, 0)])
+    assert code_of(e) == pcsc.SCARD_E_TIMEOUT
