@@ -929,12 +929,14 @@ class Reader:
             r = yield from self._try_speeds(s, protocol, cands, start, host_pps, caps)
             return r
         host_pps = not desc.auto_pps and self.exchange in (EXCHANGE_TPDU, EXCHANGE_CHARACTER)
-        if desc.has_feature(0x40) or atr.specific_mode is not None:
-            # the reader negotiates on its own (or the card is in specific mode):
-            # only the parameters are set, at the card's values
-            cands = [(atr.fi or iso7816.FD, atr.di or iso7816.DD)]
-            if desc.has_feature(0x40):
-                host_pps = False
+        if desc.auto_pps_negotiation or atr.specific_mode is not None:
+            # the reader negotiates on its own, or the card is in specific mode
+            # (ISO/IEC 7816-3 §9.1: no PPS then): only the parameters are set
+            host_pps = False
+            if atr.specific_mode is not None and atr.specific_mode["implicit"]:
+                cands = [(iso7816.FD, iso7816.DD)]
+            else:
+                cands = [(atr.fi or iso7816.FD, atr.di or iso7816.DD)]
         else:
             cands = self.policy().candidates(atr, caps)
         s.pps_tries = []

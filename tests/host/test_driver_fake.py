@@ -393,3 +393,20 @@ def test_driver_on_well_formed_but_arbitrary_answers(data, level):
             op()
         except ReaderError:
             pass
+
+
+def test_specific_mode_card_gets_no_pps():
+    # TA2 = 01: specific mode, T=1, the TA1 values apply at once
+    atr = h("3B 96 96 11 01 80 57 63 63 69 64")
+    tck = 0
+    for b in atr[1:]:
+        tck ^= b
+    card = MiniCard(atr=atr + bytes((tck,)), protocols=(1,))
+    f = FakeReader([FakeSlot(card)])
+    r = open_reader(f)
+    r.power_on(0)
+    assert r.slots[0].parsed_atr.specific_mode["protocol"] == 1
+    assert r.set_protocol(0) == 1
+    assert pps_sent(f) == []
+    sp = [m for m in f.log if m.bMessageType == 0x61][-1]
+    assert sp.bProtocolNum == 1 and sp.abProtocolDataStructure.bmFindexDindex == 0x96
