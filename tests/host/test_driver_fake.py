@@ -410,3 +410,19 @@ def test_specific_mode_card_gets_no_pps():
     assert pps_sent(f) == []
     sp = [m for m in f.log if m.bMessageType == 0x61][-1]
     assert sp.bProtocolNum == 1 and sp.abProtocolDataStructure.bmFindexDindex == 0x96
+
+
+def test_card_class_indicator_moves_power_on_to_its_class():
+    # T=15 TA: class A only (ISO/IEC 7816-3 §6.2.4); the card answers at every class
+    atr = h("3B 80 80 1F 01")
+    tck = 0
+    for b in atr[1:]:
+        tck ^= b
+    card = MiniCard(atr=atr + bytes((tck,)), protocols=(0,))
+    f = FakeReader([FakeSlot(card, classes="ABC")])
+    lines = []
+    r = open_reader(f, log=lines.append)
+    r.power_on(0)
+    assert [m.bPowerSelect for m in f.log if m.bMessageType == 0x62] == [3, 2, 1]
+    assert r.slots[0].card_class == "A"
+    assert any("refuses class C" in l for l in lines)
