@@ -569,7 +569,7 @@ def _step_esp(out_dir, efi):
         tmp = img + ".tmp"
         with open(tmp, "wb") as f:
             f.truncate(mib << 20)
-        _run(["mkfs.fat", "-n", "CCIDKIT", tmp], "mkfs.fat")
+        _run(["mformat", "-i", tmp, "-v", "CCIDKIT", "::/"], "mformat")
         _run(["mcopy", "-s", "-Q", "-i", tmp] +
              [os.path.join(esp, n) for n in sorted(os.listdir(esp))] + ["::/"], "mcopy")
         os.replace(tmp, img)

@@ -86,6 +86,8 @@ typedef EFI_STATUS (*ck_service_fn)(ck_args_t *args, ck_out_t *out, const char *
 EFI_STATUS ck_usb_service(const char *name, size_t name_len, ck_args_t *args,
                           ck_out_t *out, const char **msg, int *found);
 const char *ck_status_name(EFI_STATUS s);
+void ck_usb_shutdown(void);      /* cancel async interrupt transfers, free USB buffers */
+void ck_host_release(void);      /* free what host.call and WASI still hold */
 
 /* ---- memory from boot services ---- */
 void *ck_alloc(size_t n);

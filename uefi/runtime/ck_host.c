@@ -319,6 +319,7 @@ static EFI_STATUS svc_reset(ck_args_t *a, ck_out_t *o, const char **msg) {
   else if (kn == 4 && !memcmp(k, "cold", 4)) t = EfiResetCold;
   else if (kn == 4 && !memcmp(k, "warm", 4)) t = EfiResetWarm;
   else BAD("reset kind: shutdown, cold or warm");
+  ck_usb_shutdown();
   ck_rs->ResetSystem(t, status ? EFIERR(status) : EFI_SUCCESS, 0, NULL);
   *msg = "ResetSystem returned";
   return EFI_DEVICE_ERROR;
@@ -413,6 +414,15 @@ static void dispatch(const char *name, size_t nl, const char *payload, size_t pl
     ck_out_char(o, ' ');
     ck_out_str(o, msg);
   }
+}
+
+void ck_wasi_release(void);
+
+void ck_host_release(void) {
+  ck_free(g_pending);
+  g_pending = NULL;
+  g_pending_len = 0;
+  ck_wasi_release();
 }
 
 typedef struct w2c_micropython__wasm host_t;

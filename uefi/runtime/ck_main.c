@@ -201,6 +201,7 @@ void ck_exit_now(uint32_t status) {
   g_exit_status = status;
   if (g_in_module) longjmp(g_exit_jmp, 2);
   /* before or after the module: nothing to unwind */
+  ck_usb_shutdown();
   ck_bs->Exit(ck_image, status ? EFIERR(status) : EFI_SUCCESS, 0, NULL);
   for (;;) __asm__ volatile("hlt");
 }
@@ -280,6 +281,12 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st) {
   ck_call_on_stack(NULL, run_module, g_stack_base + CK_STACK_BYTES);
 
   uint32_t status = g_exit_status;
+  ck_usb_shutdown();
+  /* nothing of a run stays allocated: the shell may start the image again */
+  wasm2c_mp_free(&g_mp);
+  ck_bs->FreePages(sb, CK_STACK_BYTES / 4096);
+  ck_host_release();
+  if (ck_volume_root) ck_volume_root->Close(ck_volume_root);
   if (!ck_from_shell) {
     /* booted directly: nobody to return to; tell QEMU and power off */
     ck_outb(0xf4, (uint8_t)status);

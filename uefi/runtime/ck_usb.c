@@ -343,6 +343,23 @@ static EFI_STATUS svc_intr_stop(ck_args_t *a, ck_out_t *o, const char **msg) {
   return EFI_SUCCESS;
 }
 
+/* Before the image goes away: the firmware must not call intr_callback
+ * (our code) after the application returned. */
+void ck_usb_shutdown(void) {
+  for (int i = 0; g_intr && i < CK_INTR_SLOTS; i++) {
+    ck_intr_t *q = &g_intr[i];
+    if (!q->active) continue;
+    ck_usb_io_t *io = NULL;
+    if (!EFI_ERROR(ck_bs->HandleProtocol(q->handle, &g_usbio_guid, (void **)&io)) && io)
+      io->UsbAsyncInterruptTransfer(io, q->ep, FALSE, 0, 0, NULL, NULL);
+    q->active = 0;
+  }
+  ck_free(g_intr);
+  g_intr = NULL;
+  ck_free(g_xfer);
+  g_xfer = NULL;
+}
+
 static const struct {
   const char *name;
   ck_service_fn fn;

@@ -98,6 +98,12 @@ static int resolve(uint32_t dirfd, uint32_t path_ptr, uint32_t path_len, char *o
   return E_OK;
 }
 
+/* /lib is the image's alone: imports never wait for the disk, and a folder
+ * on the volume cannot shadow a module. */
+static int in_lib(const char *path) {
+  return memcmp(path, "/lib", 4) == 0 && (path[4] == 0 || path[4] == '/');
+}
+
 /* What is at `path`: FT_FILE / FT_DIR / 0, with the size of a file. */
 static int lookup(const char *path, uint64_t *size, const ck_embedded_file_t **emb) {
   size_t n = strlen(path);
@@ -105,6 +111,7 @@ static int lookup(const char *path, uint64_t *size, const ck_embedded_file_t **e
   if (emb) *emb = f;
   if (f) { *size = f->size; return FT_FILE; }
   if (ck_embedded_is_dir(path, n)) { *size = 0; return FT_DIR; }
+  if (in_lib(path)) return 0;
   int is_dir = 0;
   uint64_t sz = 0;
   if (!EFI_ERROR(ck_volume_stat(path, &is_dir, &sz))) {
@@ -156,7 +163,7 @@ static void dir_collect(ck_fd_t *d) {
     while (c[cl] && c[cl] != '/') cl++;
     dir_add(d, c, cl, c[cl] == '/' ? FT_DIR : FT_FILE);
   }
-  if (!ck_volume_root) return;
+  if (!ck_volume_root || in_lib(dp)) return;
   CHAR16 w[PATH_MAX_LEN];
   size_t n = 0;
   for (size_t i = 0; dp[i] && n + 1 < PATH_MAX_LEN; i++) w[n++] = dp[i] == '/' ? L'\\' : (CHAR16)(uint8_t)dp[i];
@@ -183,6 +190,12 @@ static void fd_release(ck_fd_t *f) {
   ck_free(f->names);
   ck_free(f->name_types);
   memset(f, 0, sizeof *f);
+}
+
+/* open files and folders the program did not close */
+void ck_wasi_release(void) {
+  for (int i = 3; i < MAX_FDS; i++)
+    if (g_fds[i].used) fd_release(&g_fds[i]);
 }
 
 /* ---- WASI functions ---- */

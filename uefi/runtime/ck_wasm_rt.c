@@ -97,7 +97,15 @@ uint64_t wasm_rt_grow_memory(wasm_rt_memory_t *mem, uint64_t delta) {
   return old;
 }
 
-void wasm_rt_free_memory(wasm_rt_memory_t *mem) { (void)mem; }
+/* The shell may run the image again: give the reservation back. */
+void wasm_rt_free_memory(wasm_rt_memory_t *mem) {
+  if (!mem->data) return;
+  ck_bs->FreePages((EFI_PHYSICAL_ADDRESS)(uintptr_t)mem->data,
+                   (UINTN)((mem->data_end - mem->data) / 4096));
+  mem->data = mem->data_end = NULL;
+  mem->size = mem->pages = 0;
+  if (g_memory == mem) g_memory = NULL;
+}
 
 uint8_t *ck_mem(uint64_t addr, uint64_t len) {
   if (!g_memory) return NULL;
