@@ -1,0 +1,362 @@
+"""An emulated GemPC Twin *serial* reader on a pseudo-terminal, for libccid.
+
+libccid's serial driver (``libccidtwin.so``; reader.conf ``DEVICENAME
+<tty>:GemPCTwin``) speaks CCID messages over RS-232, each wrapped as
+
+    03 06 <CCID message> LRC        SYNC, ACK, the message, XOR of all before
+    03 15 16                        NAK: "your frame was damaged, send again"
+    50 02 / 50 03                   card movement (absent / present)
+    80..FF                          a time request byte (the card still works)
+
+The GemPC Twin echoes every host frame before its answer, so libccid reads
+the echo first and then the reader's frame. On opening the port libccid
+sends two Escape commands: ``02`` (firmware version; the reader must answer)
+and ``01 01 01`` (card movement notified synchronously, after the host
+command and before the answer). The serial GemPC Twin is a TPDU-level
+reader (dwFeatures 00010230, dwMaxCCIDMessageLength 271, libccid's own
+values for it): libccid runs T=0 / T=1 itself.
+
+This module has the frame codec (``encode_frame``, ``Decoder``,
+``decode_frame``), the sans-I/O link (``GemPcTwinSerial``: host bytes in,
+reader bytes out, over an ``emu.reader.EmulatedReader``) and a threaded
+bridge on a pty (``SerialReaderBridge``: ``.device`` is the path for
+reader.conf; it must exist before pcscd starts). Card movement is left to
+libccid's GetSlotStatus polling; no 50 xx bytes are sent.
+"""
+
+import os
+import select
+import struct
+import threading
+import tty
+
+from ccidkit.core import ccid as C
+from ccidkit.core.errors import CcidkitError
+from ccidkit.core.hexutil import to_hex
+from ccidkit.emu.reader import EmulatedReaderError
+
+SYNC = 0x03
+CTRL_ACK = 0x06
+CTRL_NAK = 0x15
+NAK_FRAME = bytes((SYNC, CTRL_NAK, SYNC ^ CTRL_NAK))
+SLOT_CHANGE = 0x50
+
+# libccid's serial GemPC Twin: dwMaxCCIDMessageLength 271 (header + 261 data).
+MAX_CCID_MESSAGE = 271
+
+# The Escape that sets card movement notification to synchronous mode.
+ESCAPE_SYNC_NOTIFICATION = b"\x01\x01\x01"
+
+# Bounds of the bridge loop.
+POLL_INTERVAL = 0.1
+MAX_ANSWERS_PER_COMMAND = 10000       # time extensions before the final answer
+ANSWER_TIMEOUT_MS = 600000            # emulated time: the reader model always answers
+
+
+class SerialLinkError(CcidkitError):
+    """Malformed GemPC Twin serial traffic or a bridge failure.
+
+    ``name``: SERIAL_BAD_LRC (a frame whose LRC does not match), SERIAL_TOO_LONG
+    (a CCID message longer than the link's maximum), SERIAL_TRUNCATED
+    (``decode_frame`` given an incomplete frame or more than one), SERIAL_NOT_CCID
+    (``decode_frame`` given something other than an ACK frame), SERIAL_PTY
+    (the pseudo-terminal could not be made). ``code``: the offending byte
+    or length, when there is one.
+    """
+
+
+def lrc(data):
+    """XOR of all bytes."""
+    x = 0
+    for b in data:
+        x ^= b
+    return x
+
+
+def encode_frame(ccid_message, max_message=MAX_CCID_MESSAGE):
+    """``03 06 <message> LRC``; SerialLinkError for a message over the maximum
+    or shorter than a CCID header."""
+    msg = bytes(ccid_message)
+    if len(msg) < C.CCID_HEADER_LENGTH:
+        raise SerialLinkError("a CCID message has at least 10 bytes, not %d" % len(msg),
+                              len(msg), "SERIAL_TRUNCATED")
+    if len(msg) > max_message:
+        raise SerialLinkError("CCID message of %d bytes exceeds %d" % (len(msg), max_message),
+                              len(msg), "SERIAL_TOO_LONG")
+    head = bytes((SYNC, CTRL_ACK)) + msg
+    return head + bytes((lrc(head),))
+
+
+class SerialEvent:
+    """One decoded item: ``kind`` is "ccid" (``data`` = the CCID message),
+    "nak", "slot_change" (``data`` = the state byte), "time_request" (``data``
+    = the byte), "bad_lrc" / "too_long" (``data`` = the bytes dropped) or
+    "noise" (bytes that start no frame, dropped)."""
+
+    def __init__(self, kind, data=b""):
+        self.kind = kind
+        self.data = bytes(data)
+
+    def __eq__(self, other):
+        return isinstance(other, SerialEvent) and (self.kind, self.data) == (other.kind,
+                                                                               other.data)
+
+    def __repr__(self):
+        return "SerialEvent(%s, %s)" % (self.kind, to_hex(self.data))
+
+
+class Decoder:
+    """Incremental decoder of the serial byte stream, either direction.
+
+    Never raises: damage comes out as "bad_lrc", "too_long" or "noise"
+    events and the decoder resynchronises on the next SYNC byte. A length
+    above ``max_message`` is refused from the header, before its data is
+    waited for.
+    """
+
+    def __init__(self, max_message=MAX_CCID_MESSAGE):
+        self.max_message = max_message
+        self._buf = bytearray()
+
+    @property
+    def pending(self):
+        return len(self._buf)
+
+    def feed(self, data):
+        self._buf += data
+        out = []
+        noise = bytearray()
+        buf = self._buf
+        while buf:
+            b = buf[0]
+            if b == SYNC:
+                if len(buf) < 2:
+                    break
+                if buf[1] == CTRL_NAK:
+                    if len(buf) < 3:
+                        break
+                    self._flush(noise, out)
+                    if buf[2] == SYNC ^ CTRL_NAK:
+                        out.append(SerialEvent("nak"))
+                    else:
+                        out.append(SerialEvent("bad_lrc", buf[:3]))
+                    del buf[:3]
+                    continue
+                if buf[1] != CTRL_ACK:
+                    noise.append(b)
+                    del buf[:1]
+                    continue
+                if len(buf) < 2 + C.CCID_HEADER_LENGTH:
+                    break
+                (dw,) = struct.unpack_from("<I", buf, 3)
+                size = C.CCID_HEADER_LENGTH + dw
+                if size > self.max_message:
+                    self._flush(noise, out)
+                    out.append(SerialEvent("too_long", buf[:2 + C.CCID_HEADER_LENGTH]))
+                    # resynchronise on a later SYNC
+                    del buf[:1]
+                    continue
+                if len(buf) < 2 + size + 1:
+                    break
+                self._flush(noise, out)
+                frame = bytes(buf[:2 + size + 1])
+                del buf[:2 + size + 1]
+                if lrc(frame) == 0:
+                    out.append(SerialEvent("ccid", frame[2:-1]))
+                else:
+                    out.append(SerialEvent("bad_lrc", frame))
+                continue
+            if b == SLOT_CHANGE:
+                if len(buf) < 2:
+                    break
+                self._flush(noise, out)
+                out.append(SerialEvent("slot_change", buf[1:2]))
+                del buf[:2]
+                continue
+            if b >= 0x80:
+                self._flush(noise, out)
+                out.append(SerialEvent("time_request", buf[:1]))
+                del buf[:1]
+                continue
+            noise.append(b)
+            del buf[:1]
+        self._flush(noise, out)
+        return out
+
+    @staticmethod
+    def _flush(noise, out):
+        if noise:
+            out.append(SerialEvent("noise", noise))
+            del noise[:]
+
+
+def decode_frame(data, max_message=MAX_CCID_MESSAGE):
+    """The CCID message of exactly one ``03 06 ... LRC`` frame; SerialLinkError
+    for anything else."""
+    dec = Decoder(max_message)
+    events = dec.feed(bytes(data))
+    if dec.pending or len(events) != 1:
+        raise SerialLinkError("not exactly one frame in %d bytes" % len(data), None,
+                              "SERIAL_TRUNCATED")
+    ev = events[0]
+    if ev.kind == "ccid":
+        return ev.data
+    if ev.kind == "bad_lrc":
+        raise SerialLinkError("LRC mismatch", lrc(ev.data), "SERIAL_BAD_LRC")
+    if ev.kind == "too_long":
+        raise SerialLinkError("CCID message longer than %d" % max_message, None,
+                              "SERIAL_TOO_LONG")
+    raise SerialLinkError("a %s, not a CCID frame" % ev.kind, None, "SERIAL_NOT_CCID")
+
+
+class GemPcTwinSerial:
+    """Sans-I/O reader side of the serial link over an EmulatedReader.
+
+    ``receive(data)`` takes host bytes and returns what the reader sends:
+    for each good frame its echo, then the reader's answer frame(s) (time
+    extensions first); for a damaged frame a NAK. The Escape ``01 01 01``
+    (notification mode) is answered here, a matter of the serial link;
+    every other message goes to ``reader.bulk_out`` / ``reader.bulk_in``.
+    ``trace`` records "-> msg" / "<- msg" hex lines of CCID messages.
+    """
+
+    def __init__(self, reader, echo=True, max_message=MAX_CCID_MESSAGE, log=None):
+        self.reader = reader
+        self.echo = echo
+        self.max_message = max_message
+        self.decoder = Decoder(max_message)
+        self.log = log
+        self.trace = []
+        self.naks = 0
+        self.noise = 0
+
+    def _note(self, line):
+        self.trace.append(line)
+        if self.log is not None:
+            self.log(line)
+
+    def receive(self, data):
+        out = bytearray()
+        for ev in self.decoder.feed(data):
+            if ev.kind == "ccid":
+                if self.echo:
+                    out += encode_frame(ev.data, max(self.max_message, len(ev.data)))
+                self._note("-> " + to_hex(ev.data))
+                for answer in self._answers(ev.data):
+                    self._note("<- " + to_hex(answer))
+                    out += encode_frame(answer, max(self.max_message, len(answer)))
+            elif ev.kind in ("bad_lrc", "too_long"):
+                self.naks += 1
+                out += NAK_FRAME
+            else:
+                self.noise += 1
+        return bytes(out)
+
+    def _answers(self, msg):
+        if (msg[0] == C.PC_to_RDR_Escape and msg[C.CCID_HEADER_LENGTH:]
+                == ESCAPE_SYNC_NOTIFICATION):
+            bslot, bseq = msg[5], msg[6]
+            status = C.make_status(self._icc(bslot), C.COMMAND_STATUS_NO_ERROR)
+            return [struct.pack("<BIBBBBB", C.RDR_to_PC_Escape, 0, bslot, bseq, status, 0, 0)]
+        answers = []
+        try:
+            self.reader.bulk_out(msg)
+            for _ in range(MAX_ANSWERS_PER_COMMAND):
+                answer = self.reader.bulk_in(65536, ANSWER_TIMEOUT_MS)
+                answers.append(answer)
+                if len(answer) < C.CCID_HEADER_LENGTH or \
+                        C.command_status(answer[7]) != C.COMMAND_STATUS_TIME_EXTENSION:
+                    break
+        except EmulatedReaderError as e:
+            # no answer (unplugged, stalled): libccid sees a read timeout
+            self._note("!! " + str(e))
+        return answers
+
+    def _icc(self, bslot):
+        slots = getattr(self.reader, "slots", [])
+        if bslot < len(slots):
+            return slots[bslot].icc_status()
+        return 2
+
+
+class SerialReaderBridge:
+    """An EmulatedReader on a pseudo-terminal, served by a background thread.
+
+    ``start()`` opens the pty (raw mode) and serves it; ``device`` is the
+    slave's path for reader.conf (``serial_reader(bridge.device)`` in
+    emu/pcscd.py). ``stop()`` ends the thread and closes the pty.
+    """
+
+    def __init__(self, reader, log=None):
+        self.reader = reader
+        self.link = GemPcTwinSerial(reader, log=log)
+        self.device = None
+        self.errors = []
+        self._master = None
+        self._slave = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        try:
+            master, slave = os.openpty()
+        except OSError as e:
+            raise SerialLinkError("cannot open a pty: %s" % e, None, "SERIAL_PTY")
+        tty.setraw(slave)
+        self._master, self._slave = master, slave
+        self.device = os.ttyname(slave)
+        self._thread = threading.Thread(target=self._run, name="serial-reader", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout=5.0):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _run(self):
+        fd = self._master
+        while not self._stop.is_set():
+            try:
+                r, _, _ = select.select([fd], [], [], POLL_INTERVAL)
+            except (OSError, ValueError):
+                return
+            if not r:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except OSError as e:
+                # EIO while no one holds the slave open: wait for the next opener
+                self.errors.append(e)
+                self._stop.wait(POLL_INTERVAL)
+                continue
+            if not data:
+                continue
+            reply = self.link.receive(data)
+            try:
+                self._write_all(fd, reply)
+            except OSError as e:
+                self.errors.append(e)
+
+    def _write_all(self, fd, data):
+        # the pty buffer takes a few KiB at a time; bounded by the stop flag
+        view = memoryview(data)
+        while view and not self._stop.is_set():
+            _, w, _ = select.select([], [fd], [], POLL_INTERVAL)
+            if w:
+                n = os.write(fd, view)
+                view = view[n:]
