@@ -128,14 +128,14 @@ def test_ef_dir_leads_to_the_usim_application():
     assert rec[:-2] == h("6118 4F10") + USIM_AID + h("5004") + b"USIM" + b"\xff" * 6
     aid = rec[4:20]
     fcp = t(h("00A4040410") + aid + h("00"))
-    assert fcp[:2] == h("6222") and h("8410") + USIM_AID in fcp and fcp[-2:] == h("9000")
+    assert fcp[:2] == h("622B") and h("8410") + USIM_AID in fcp and fcp[-2:] == h("9000")
     # PIN status template: PIN1 disabled (bit clear), PIN2 enabled
     assert h("C609 900140 830101 830181") in fcp
     assert t(h("00A4040C07 A0000000871002")) == h("9000")          # right-truncated AID
     assert t(h("00A4000402 6F07 00"))[-2:] == h("9000")
     assert t(h("00B0000009")) == h("08 0910101032547698 9000")       # IMSI 001010123456789
     assert t(h("00A4000C02 7FFF")) == h("9000")
-    assert t(h("80F2000000"))[:2] == h("6222")                     # STATUS: the ADF's FCP
+    assert t(h("80F2000000"))[:2] == h("622B")                     # STATUS: the ADF's FCP
     assert t(h("80F2000100")) == h("8410") + USIM_AID + h("9000")
     assert t(h("00F2000000")) == h("6E00")
 
