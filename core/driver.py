@@ -89,9 +89,6 @@ DEFAULT_TIMEOUT_MS = 3000            # one CCID answer (libccid's default read t
 DEFAULT_MAX_TIME_EXTENSIONS = 600    # bmCommandStatus = 2 answers accepted for one command
 MAX_READ_PIECES = 70000              # partial bulk-IN reads for one message (1 byte each at worst)
 MAX_INTERRUPTS_PER_POLL = 32          # interrupt-IN messages taken in one poll
-# exchanges one synchronous engine run may need: a 65535-byte APDU over T=0 is
-# 258 ENVELOPE segments and as many GET RESPONSE rounds
-MAX_REPLAYS = 1100
 MAX_BUSY_RETRIES = 64                # CMD_SLOT_BUSY answers taken for one command
 DEFAULT_MAX_WAIT_MS = 600000         # one command, time extensions included (needs now_ms)
 MAX_STALE = 64                       # unmatched answers dropped within one run
@@ -193,40 +190,19 @@ class _Job:
         self.started = 0
 
 
-class _NeedIO(CcidkitError):
-    """Raised inside a synchronous engine's link to ask the generator for one exchange."""
+def _drive_steps(gen, exchange):
+    """Drive a sans-I/O ``steps()`` generator (core.t0) from a driver generator.
 
-    def __init__(self, data, timeout_us):
-        CcidkitError.__init__(self, "exchange needed", None, "NEED_IO")
-        self.data = data
-        self.timeout_us = timeout_us
-
-
-def _replay(run, exchange):
-    """Drive a synchronous engine (``run(link)``) from a generator.
-
-    The engine is replayed from the start with the answers gathered so far;
-    when it asks for one more, ``exchange(data, timeout_us)`` (a generator)
-    fetches it. Engines are deterministic in their answers, and the few
-    exchanges of one T=0 APDU keep the replays cheap.
+    Each TPDU the engine yields goes through ``exchange(data)`` (a generator
+    moving one CCID exchange); the engine's return value is the response.
     """
-    answers = []
-    for _ in range(MAX_REPLAYS):
-        pos = [0]
-
-        def link(data, timeout_us):
-            i = pos[0]
-            if i < len(answers):
-                pos[0] = i + 1
-                return answers[i]
-            raise _NeedIO(bytes(data), timeout_us)
-
-        try:
-            return run(link)
-        except _NeedIO as need:
-            ans = yield from exchange(need.data, need.timeout_us)
-            answers.append(ans)
-    raise ReaderError("engine did not finish after %d exchanges" % MAX_REPLAYS)
+    try:
+        out = next(gen)
+        while True:
+            ans = yield from exchange(out)
+            out = gen.send(ans)
+    except StopIteration as e:
+        return e.value
 
 
 def _noop_log(line):
@@ -1121,15 +1097,12 @@ class Reader:
     def _t0_gen(self, s, apdu):
         eng = s.t0
 
-        def run(link):
-            return eng.transceive(apdu, link)
-
-        def exchange(data, timeout_us):
-            ans = yield from self._xfr_once(s, data, timeout_us)
+        def exchange(data):
+            ans = yield from self._xfr_once(s, data, eng.wt_us)
             return ans
 
         try:
-            r = yield from _replay(run, exchange)
+            r = yield from _drive_steps(eng.steps(apdu), exchange)
             return r
         except T0Error as e:
             if e.name == "TIMEOUT":
@@ -1152,15 +1125,12 @@ class Reader:
         # ISO/IEC 7816-3 §12.2: an extended APDU through ENVELOPE, its answer by GET RESPONSE
         env = T0Reader(auto_get_response=False, envelope_cla=0x00)
 
-        def run(link):
-            return env.transceive(apdu, link)
-
-        def exchange(data, timeout_us):
-            ans = yield from self._xfr_once(s, data, timeout_us)
+        def exchange(data):
+            ans = yield from self._xfr_once(s, data, env.wt_us)
             return ans
 
         try:
-            r = yield from _replay(run, exchange)
+            r = yield from _drive_steps(env.steps(apdu), exchange)
             return r
         except T0Error as e:
             raise ReaderError("extended APDU on a short-APDU reader: %s" % e,

@@ -210,6 +210,16 @@ def _sw_of(resp):
     return resp[len(resp) - 2], resp[len(resp) - 1]
 
 
+def run_steps(gen, link, timeout_us):
+    """Drive a ``steps()`` generator over ``link(tpdu, timeout_us) -> bytes or None``."""
+    try:
+        out = next(gen)
+        while True:
+            out = gen.send(link(out, timeout_us))
+    except StopIteration as e:
+        return e.value
+
+
 class T0Reader:
     """The §12.2 APDU → TPDU mapping for T=0.
 
@@ -232,13 +242,18 @@ class T0Reader:
 
     # --- the §12.2 mapping ----------------------------------------------------------------
 
-    def transceive(self, apdu, link):
-        """Send one command APDU over a TPDU link; returns response data + SW1 SW2."""
+    def steps(self, apdu):
+        """The §12.2 mapping as a generator, for callers that move the bytes themselves.
+
+        It yields each TPDU to send and is sent the card's answer (data + SW1 SW2,
+        or None when none came within ``wt_us``); its return value (StopIteration
+        .value) is the response APDU. ``run_steps`` drives it over a link.
+        """
         cmd = self._command(apdu)
         self.tpdus = 0
         check_header(cmd.header() + b"\x00")
         if cmd.extended:
-            return self._extended(cmd, link)
+            return (yield from self._extended(cmd))
         header = cmd.header()
         case = cmd.case
         if case == 1:
@@ -248,10 +263,14 @@ class T0Reader:
         else:
             # case 3S, and 4S sent as a case-3 TPDU (§12.2.4): Le is not transmitted
             tpdu = header + bytes((len(cmd.data),)) + cmd.data
-        resp = self._exchange(tpdu, link)
+        resp = yield from self._exchange(tpdu)
         if not self.auto_get_response:
             return resp
-        return self._follow(cmd.cla, tpdu, resp, link, cmd.ne)
+        return (yield from self._follow(cmd.cla, tpdu, resp, cmd.ne))
+
+    def transceive(self, apdu, link):
+        """Send one command APDU over a TPDU link; returns response data + SW1 SW2."""
+        return run_steps(self.steps(apdu), link, self.wt_us)
 
     def transceive_chars(self, apdu, char_link):
         """The same mapping over a character link, each TPDU through a ProcedureEngine."""
@@ -288,9 +307,9 @@ class T0Reader:
         except APDUError as e:
             raise T0Error("malformed command APDU: %s" % e, name="BAD_APDU")
 
-    def _exchange(self, tpdu, link):
+    def _exchange(self, tpdu):
         self.tpdus += 1
-        resp = link(tpdu, self.wt_us)
+        resp = yield tpdu
         if resp is None:
             raise T0Error("no answer to TPDU %02X %02X within %d us" % (tpdu[0], tpdu[1], self.wt_us),
                           name="TIMEOUT")
@@ -302,7 +321,7 @@ class T0Reader:
                           % _sw_of(resp), code=resp[len(resp) - 2], name="BAD_RESPONSE")
         return resp
 
-    def _follow(self, cla, tpdu, resp, link, ne):
+    def _follow(self, cla, tpdu, resp, ne):
         """Follow 61xx / 6Cxx (§12.2.2 - §12.2.4); at most ``ne`` data bytes (None: no limit)."""
         gr_cla = get_response_cla(cla)
         collected = bytearray()
@@ -332,9 +351,9 @@ class T0Reader:
             if rounds > self.max_rounds:
                 raise T0Error("still 61xx/6Cxx after %d exchanges" % self.max_rounds,
                               name="TOO_MANY_ROUNDS")
-            resp = self._exchange(tpdu, link)
+            resp = yield from self._exchange(tpdu)
 
-    def _extended(self, cmd, link):
+    def _extended(self, cmd):
         """Cases 2E, 3E, 4E: the whole APDU in ENVELOPE segments, the response by GET RESPONSE."""
         raw = cmd.to_bytes()
         pos = 0
@@ -347,7 +366,7 @@ class T0Reader:
             last = pos >= n
             cla = self.envelope_cla if last else (self.envelope_cla | CLA_CHAINING)
             tpdu = bytes((cla, INS_ENVELOPE, 0, 0, len(seg))) + seg
-            resp = self._exchange(tpdu, link)
+            resp = yield from self._exchange(tpdu)
             if not last and _sw_of(resp) != (0x90, 0x00):
                 return resp  # the card refused a segment (e.g. 6D00: no ENVELOPE)
-        return self._follow(self.envelope_cla, tpdu, resp, link, cmd.ne)
+        return (yield from self._follow(self.envelope_cla, tpdu, resp, cmd.ne))
