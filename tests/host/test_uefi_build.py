@@ -392,3 +392,115 @@ def test_python_change_reembeds_without_compiling(uefi_build, tmp_path):
     table = _table_of(r.efi_path)
     assert "/lib/ccidkit/uefi/fw/apps/extra_app.mpy" in table
     assert b"extra_app" in table["/lib/ccidkit/uefi/fw/apps/_registry.mpy"]
+
+
+# ---------------------------------------------------------------- the runtime's own libc
+
+_LIBC_NAMES = ("memcpy", "memmove", "memset", "memcmp", "strlen", "floor", "floorf", "ceil",
+               "ceilf", "trunc", "truncf", "nearbyint", "nearbyintf", "sqrt", "sqrtf", "fabs",
+               "fabsf", "copysign", "copysignf", "__popcountdi2")
+
+
+@pytest.fixture(scope="module")
+def cklibc(tmp_path_factory):
+    """uefi/runtime/ck_libc.c built for the host, every name prefixed ``ck_``."""
+    import ctypes
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc missing")
+    inc = subprocess.run(["gcc", "-print-file-name=include"], check=True,
+                         stdout=subprocess.PIPE).stdout.decode().strip()
+    so = str(tmp_path_factory.mktemp("cklibc") / "libck.so")
+    subprocess.run(["gcc", "-O2", "-std=gnu99", "-fPIC", "-shared", "-ffreestanding", "-nostdinc",
+                    "-isystem", inc, "-I" + os.path.join(ub.RUNTIME_DIR, "include")] +
+                   ["-D%s=ck_%s" % (n, n) for n in _LIBC_NAMES] +
+                   [os.path.join(ub.RUNTIME_DIR, "ck_libc.c"), "-o", so], check=True)
+    lib = ctypes.CDLL(so)
+    for n in _LIBC_NAMES:
+        f = getattr(lib, "ck_" + n)
+        if n.endswith("f") and n not in ("memcpy",):
+            f.restype = ctypes.c_float
+            f.argtypes = [ctypes.c_float] * (2 if n.startswith("copysign") else 1)
+        elif n in ("floor", "ceil", "trunc", "nearbyint", "sqrt", "fabs", "copysign"):
+            f.restype = ctypes.c_double
+            f.argtypes = [ctypes.c_double] * (2 if n == "copysign" else 1)
+    return lib
+
+
+def _bits(x, fmt="<d"):
+    return struct.pack(fmt, x)
+
+
+def _f32(x):
+    import ctypes
+    return ctypes.c_float(x).value          # rounds to float32, overflowing to inf
+
+
+def _c_rounding(x, rounded):
+    """C semantics: integral, inf and nan pass through; a zero result keeps x's sign."""
+    import math
+    if math.isnan(x) or math.isinf(x):
+        return x
+    r = float(rounded(x))
+    return math.copysign(r, x) if r == 0.0 else r
+
+
+def _samples():
+    vals = [0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999999999999994, -0.49999999999999994,
+            1e-300, -1e-300, 3.7, -3.7, 1e15 + 0.5, -(1e15 + 0.5), 2.0 ** 52, -(2.0 ** 52),
+            2.0 ** 52 - 0.5, 2.0 ** 53 + 2, 1e300, -1e300, float("inf"), float("-inf"),
+            123456789.987654321, -7.0]
+    vals += [k / 8.0 for k in range(-40, 41)]
+    return vals
+
+
+def test_runtime_rounding_functions_match_c(cklibc):
+    import math
+    for x in _samples():
+        for name, py in (("floor", math.floor), ("ceil", math.ceil), ("trunc", math.trunc),
+                         ("nearbyint", round)):
+            got = getattr(cklibc, "ck_" + name)(x)
+            want = _c_rounding(x, py)
+            assert _bits(got) == _bits(want), (name, x, got, want)
+            xf = _f32(x)
+            gotf = getattr(cklibc, "ck_" + name + "f")(xf)
+            wantf = _f32(_c_rounding(xf, py))
+            assert _bits(gotf, "<f") == _bits(wantf, "<f"), (name + "f", xf, gotf, wantf)
+    nan = cklibc.ck_floor(float("nan"))
+    assert nan != nan and cklibc.ck_nearbyintf(float("nan")) != cklibc.ck_nearbyintf(float("nan"))
+
+
+def test_runtime_sqrt_fabs_copysign(cklibc):
+    import math
+    for x in (0.0, -0.0, 2.0, 1e-310, 1e300, 0.25, float("inf")):
+        assert _bits(cklibc.ck_sqrt(x)) == _bits(math.sqrt(x))
+        assert cklibc.ck_sqrtf(_f32(x)) == _f32(math.sqrt(_f32(x)))
+    assert math.isnan(cklibc.ck_sqrt(-1.0))
+    assert _bits(cklibc.ck_fabs(-0.0)) == _bits(0.0) and cklibc.ck_fabsf(-2.5) == 2.5
+    assert _bits(cklibc.ck_copysign(3.0, -0.0)) == _bits(-3.0)
+    assert cklibc.ck_copysignf(-3.0, 1.0) == 3.0
+
+
+def test_runtime_byte_routines(cklibc):
+    import ctypes
+    buf = ctypes.create_string_buffer(bytes(range(64)), 64)
+    base = ctypes.addressof(buf)
+    cklibc.ck_memmove(ctypes.c_void_p(base + 8), ctypes.c_void_p(base), ctypes.c_size_t(32))
+    assert buf.raw[8:40] == bytes(range(32)) and buf.raw[:8] == bytes(range(8))
+    buf = ctypes.create_string_buffer(bytes(range(64)), 64)
+    base = ctypes.addressof(buf)
+    cklibc.ck_memmove(ctypes.c_void_p(base), ctypes.c_void_p(base + 8), ctypes.c_size_t(32))
+    assert buf.raw[:32] == bytes(range(8, 40)) and buf.raw[32:] == bytes(range(32, 64))
+    cklibc.ck_memset(ctypes.c_void_p(base + 3), 0xAB, ctypes.c_size_t(5))
+    assert buf.raw[2:9] == bytes((10,)) + b"\xab" * 5 + bytes((16,))
+    dst = ctypes.create_string_buffer(16)
+    cklibc.ck_memcpy(dst, b"0123456789abcdef", ctypes.c_size_t(16))
+    assert dst.raw == b"0123456789abcdef"
+    cklibc.ck_memcmp.restype = ctypes.c_int
+    assert cklibc.ck_memcmp(b"abc", b"abd", ctypes.c_size_t(3)) < 0
+    assert cklibc.ck_memcmp(b"abd", b"abc", ctypes.c_size_t(3)) > 0
+    assert cklibc.ck_memcmp(b"ab\xff", b"ab\x01", ctypes.c_size_t(3)) > 0   # unsigned bytes
+    assert cklibc.ck_memcmp(b"abc", b"abd", ctypes.c_size_t(2)) == 0
+    cklibc.ck_strlen.restype = ctypes.c_size_t
+    assert cklibc.ck_strlen(b"hello\0world") == 5
+    cklibc.ck___popcountdi2.argtypes = [ctypes.c_longlong]
+    assert [cklibc.ck___popcountdi2(v) for v in (0, 1, 0xFF, -1, 1 << 63 - 0)] == [0, 1, 8, 64, 1]
