@@ -93,7 +93,12 @@ DEFAULT_PUK_RETRIES = 3
 PIN_LENGTH = 8            # Part 2 §3.2.1: 6-8 ASCII digits, padded with FF to 8 bytes
 PIN_MIN = 6
 
-# Our bounds: a command chain and a pending response.
+# Commands whose data or answer is secret (PINs, PUK, decrypted or agreed keys): whoever
+# traces APDUs should print only their header and status word.
+SENSITIVE_INS = frozenset((INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_RESET_RETRY_COUNTER,
+                           INS_GENERAL_AUTHENTICATE))
+
+# Our bound on the data gathered over a command chain.
 MAX_CHAIN = 4096
 SECTION = "auth"
 
@@ -233,10 +238,12 @@ class AuthCard(CardOS):
     def __init__(self, image=None, seed=None, pin=DEFAULT_PIN, puk=DEFAULT_PUK,
                  pin_retries=DEFAULT_PIN_RETRIES, puk_retries=DEFAULT_PUK_RETRIES,
                  rsa_bits=2048, atr=None):
-        for value in (pin, puk):
+        for value, digits in ((pin, True), (puk, False)):
             value = value.encode("ascii") if isinstance(value, str) else bytes(value)
             if not PIN_MIN <= len(value) <= PIN_LENGTH:
                 raise CardOSError("PIV PIN and PUK have 6..8 characters", name="BAD_PIN")
+            if digits and not value.isdigit():
+                raise CardOSError("the PIV PIN is made of digits", name="BAD_PIN")
         self.pin_object = PIN(REF_PIN, pin, retries=pin_retries, puk=puk, puk_retries=puk_retries,
                               length=PIN_LENGTH, min_length=PIN_MIN)
         if atr is None:

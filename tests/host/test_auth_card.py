@@ -457,3 +457,20 @@ def test_corrupt_image_is_reported(tmp_path):
         AuthCard(image=str(path))
     assert e.value.name == "IMAGE_CORRUPT"
     assert os.path.getsize(path) > 0
+
+
+def test_bad_personalisation_values():
+    from ccidkit.emu.cardos import CardOSError
+    for options in ({"pin": "12345"}, {"pin": "123456789"}, {"pin": "12ab56"},
+                    {"puk": "1234567890"}):
+        with pytest.raises(CardOSError) as e:
+            AuthCard(seed=b"x", rsa_bits=1024, **options)
+        assert e.value.name == "BAD_PIN"
+
+
+def test_command_chain_is_bounded(card):
+    part = bytes((0x10, 0x87, 0x07, 0x9A, 0xFF)) + b"\x00" * 255
+    answers = [card.process_apdu(part) for _ in range(17)]
+    assert answers[:16] == [b"\x90\x00"] * 16
+    assert answers[16] == b"\x67\x00"                # past our 4096-byte limit
+    assert card.process_apdu(bytes.fromhex("0087079A00")) == b"\x6A\x80"  # the chain is gone
