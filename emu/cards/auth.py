@@ -10,7 +10,8 @@ Keys (SP 800-73-4 Part 1 §3.1, key references of Part 1 Table 4b):
   9D  Key Management          RSA-2048   decrypt (raw RSA, the host removes padding)
   82  Retired Key Management 1 ECC P-256 key agreement (ECDH)
 Every private key needs the PIV Card Application PIN (key reference 80)
-verified in the current session. The PIN Unblocking Key (81) resets the
+verified in the current session; 9C ("PIN Always") a VERIFY with the PIN
+before each use. The PIN Unblocking Key (81) resets the
 PIN's retry counter. Default PIN 123456, PUK 12345678, 3 tries each.
 
 Data objects for GET DATA (Part 1 Table 3; BER-TLV tag in a 5C list):
@@ -76,6 +77,9 @@ SLOTS = (
      "Key Management"),
     (0x82, "key-agreement", ALG_ECC_P256, 0x5FC10D, ("key_agreement",), "Key Agreement"),
 )
+
+# the Digital Signature key has the "PIN Always" access rule (Part 1 §3.1.2)
+PIN_ALWAYS = (0x9C,)
 
 TAG_CCC = 0x5FC107
 TAG_CHUID = 0x5FC102
@@ -406,6 +410,7 @@ class AuthCard(CardOS):
         if not pin.verify(data):                     # the counter is saved before this answer
             raise CardStatus(self._tries_sw(pin.remaining))
         ch.verified.add(REF_PIN)
+        ch.applet_state["piv_pin_always"] = True     # one use of the PIN-always key 9C
 
     def change_reference_data(self, ch, cmd, data):
         pin = self.pin_object
@@ -479,6 +484,11 @@ class AuthCard(CardOS):
             raise CardStatus(0x6A80)
         if REF_PIN not in ch.verified:
             raise CardStatus(0x6982)
+        if ref in PIN_ALWAYS:
+            # Part 1 §3.1.2 / Table 4b: the PIN must be presented again before each use
+            if not ch.applet_state.get("piv_pin_always"):
+                raise CardStatus(0x6982)
+            ch.applet_state["piv_pin_always"] = False
         key = self.keys[ref]
         if alg == ALG_RSA_2048:
             if 0x81 not in fields:

@@ -322,6 +322,17 @@ def test_ecdsa_signature(card):
     assert sw == 0x9000
     card.public_key(0x9C).verify(sig, CHALLENGE, ec.ECDSA(hashes.SHA256()))
     card.public_key(0x9C).verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    # 9C is "PIN Always": a second signature needs another VERIFY; the other keys do not
+    template = tlv(0x82, b"") + tlv(0x81, digest)
+    assert general_authenticate(card, 0x11, 0x9C, template) == (None, 0x6982)
+    block = _pkcs1_sha256_block(CHALLENGE, 256)
+    for _ in range(2):
+        assert general_authenticate(card, 0x07, 0x9A, tlv(0x82, b"") + tlv(0x81, block))[1] \
+            == 0x9000
+    assert verify(card) == 0x9000
+    sig, sw = general_authenticate(card, 0x11, 0x9C, template)
+    assert sw == 0x9000
+    card.public_key(0x9C).verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
 def test_ecdh_shared_secret(card):
