@@ -11,8 +11,8 @@ Keys (SP 800-73-4 Part 1 §3.1, key references of Part 1 Table 4b):
   82  Retired Key Management 1 ECC P-256 key agreement (ECDH)
 Every private key needs the PIV Card Application PIN (key reference 80)
 verified in the current session; 9C ("PIN Always") a VERIFY with the PIN
-before each use. The PIN Unblocking Key (81) resets the
-PIN's retry counter. Default PIN 123456, PUK 12345678, 3 tries each.
+before each use. The PIN Unblocking Key (81) resets the PIN's retry
+counter. Default PIN 123456, PUK 12345678, 3 tries each.
 
 Data objects for GET DATA (Part 1 Table 3; BER-TLV tag in a 5C list):
 CCC 5FC107, CHUID 5FC102, X.509 certificates for 9A 5FC105, 9C 5FC10A,
