@@ -21,12 +21,18 @@ ENABLE/UNBLOCK CHV, with the §9.4 status words.
 Applets: ``add_application(aid, applet, fid=...)`` creates an ADF whose
 applet sees every command while the channel's current DF is in that ADF:
 ``applet.process(os, channel, cmd) -> bytes or None`` (None: let the OS
-handle it); optional ``applet.select(os, channel) -> FCI bytes or None``.
+handle it; raising ``CardStatus(sw)`` ends the command with ``sw``;
+``os.reply(channel, cmd, data)`` answers at most Ne bytes and keeps the rest
+for GET RESPONSE behind 61xx); optional ``applet.select(os, channel) -> FCI
+bytes or None`` and ``applet.reset(os)`` at every power-on and reset.
 ``os.pin(ref)`` gives the PIN objects, ``os.nv`` a JSON-able dict persisted
 with the card image (``os.save()`` after changing it).
 """
 
+import threading
+
 from ...core.apdu import APDUError, CommandAPDU
+from ..card.t0 import DEFAULT_OUTGOING_INS
 from .errors import CardOSError, CardStatus, gsm_sw
 from . import errors as E
 from .fs import (DF, FID_MF, FID_CURRENT_ADF, STRUCT_TRANSPARENT, STRUCT_CYCLIC,
@@ -84,6 +90,9 @@ class Channel:
 class CardOS:
     """A card operating system over a file tree (see the module documentation).
 
+    One lock serialises commands and session events, so a bridge thread and
+    a test driving events can share a card.
+
     ``mf`` the DF 3F00 with its files; ``pins`` PIN objects; ``atr`` the ATR
     bytes (build them with ``build_card_atr``); ``image`` a path or a
     CardImage for persistence (None: nothing persists) with the section
@@ -93,8 +102,13 @@ class CardOS:
     bytes for GET DATA.
     """
 
+    # ISO/IEC 7816-3 §12.2: the INS whose T=0 TPDU carries data to the card; with the
+    # engine's defaults, DISABLE / ENABLE VERIFICATION REQUIREMENT (TS 102 221 §11.1.10-11).
+    T0_OUTGOING_INS = tuple(DEFAULT_OUTGOING_INS) + (0x26, 0x28)
+
     def __init__(self, mf, atr, pins=(), image=None, image_key="card", max_channels=4,
                  extended=False, gsm=False, data_objects=None, proprietary_class=True):
+        self.lock = threading.RLock()
         if not isinstance(mf, DF) or mf.fid != FID_MF:
             raise CardOSError("the file tree starts with DF 3F00", name="BAD_FILE")
         if not 1 <= max_channels <= 20:
@@ -226,8 +240,9 @@ class CardOS:
             self.image.save(self.image_key, self.state())
 
     def close(self):
-        self.save()
-        self.closed = True
+        with self.lock:
+            self.save()
+            self.closed = True
 
     # --- session events -----------------------------------------------------------------------
 
@@ -241,6 +256,10 @@ class CardOS:
 
     def event(self, name, **detail):
         """Record a session event (card.events) and apply what it means for the card."""
+        with self.lock:
+            self._event(name, detail)
+
+    def _event(self, name, detail):
         self.events.append((name, detail))
         if len(self.events) > MAX_EVENTS:
             del self.events[:len(self.events) - MAX_EVENTS]
@@ -277,7 +296,10 @@ class CardOS:
 
     def process_apdu(self, apdu):
         """A whole command APDU in, response data + SW1 SW2 out. Never raises."""
-        apdu = bytes(apdu)
+        with self.lock:
+            return self._process_apdu(bytes(apdu))
+
+    def _process_apdu(self, apdu):
         self.commands += 1
         if len(apdu) >= 2:
             self.counts[apdu[1]] = self.counts.get(apdu[1], 0) + 1

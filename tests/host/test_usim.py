@@ -228,6 +228,18 @@ def test_read_phonebook_reports_refusals():
     assert e.value.name == "SELECT_FAILED"
 
 
+def test_pin_commands_carry_their_data_over_t0():
+    c = card()
+    transmit, engine = t0_transmit(c)
+    pin = b"0000" + b"\xff" * 4
+    assert transmit(h("0028000108") + pin) == h("9000")          # ENABLE: data to the card
+    assert c.pin(1).enabled
+    assert transmit(h("0026000108") + pin) == h("9000")          # DISABLE
+    assert not c.pin(1).enabled
+    assert transmit(h("A020000108") + pin) == h("9808")
+    assert transmit(h("0070000001")) == h("01 9000")              # MANAGE CHANNEL: P3 is Le
+
+
 def test_class_00_reader_with_61xx_over_t0():
     c = card()
     transmit, _ = t0_transmit(c)
