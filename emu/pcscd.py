@@ -132,9 +132,10 @@ def unavailable_reason():
     return reason
 
 
-def _die_with_parent():
-    # In the child before exec: the kernel sends SIGTERM when the thread
-    # that started pcscd dies, so a killed test run leaves no daemon behind.
+def die_with_parent():
+    """``preexec_fn`` for helper processes (pcscd here, a ``ccidkit vicc``
+    in a test): the kernel sends SIGTERM when the thread that started it
+    dies, so a killed test run leaves nothing behind."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -278,7 +279,7 @@ class PrivatePcscd:
         script = 'mount -n --bind "$0" /run && ip link set lo up && exec "$@"'
         argv = _unshare_argv() + ["sh", "-c", script, self.run_dir] + daemon
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         self.pid = self.proc.pid
         self.netns = "/proc/%d/ns/net" % self.pid
         self.wait_for_log(READY_LINE, self.ready_timeout)

@@ -51,6 +51,7 @@ ESCAPE_SYNC_NOTIFICATION = b"\x01\x01\x01"
 POLL_INTERVAL = 0.1
 MAX_ANSWERS_PER_COMMAND = 10000       # time extensions before the final answer
 ANSWER_TIMEOUT_MS = 600000            # emulated time: the reader model always answers
+MAX_TRACE = 4096                      # trace lines kept (the last ones)
 
 
 class SerialLinkError(CcidkitError):
@@ -217,7 +218,8 @@ class GemPcTwinSerial:
     extensions first); for a damaged frame a NAK. The Escape ``01 01 01``
     (notification mode) is answered here, a matter of the serial link;
     every other message goes to ``reader.bulk_out`` / ``reader.bulk_in``.
-    ``trace`` records "-> msg" / "<- msg" hex lines of CCID messages.
+    ``trace`` records "-> msg" / "<- msg" hex lines of CCID messages (the
+    last MAX_TRACE of them).
     """
 
     def __init__(self, reader, echo=True, max_message=MAX_CCID_MESSAGE, log=None):
@@ -232,6 +234,8 @@ class GemPcTwinSerial:
 
     def _note(self, line):
         self.trace.append(line)
+        if len(self.trace) > MAX_TRACE:
+            del self.trace[:len(self.trace) - MAX_TRACE // 2]
         if self.log is not None:
             self.log(line)
 
@@ -341,7 +345,7 @@ class SerialReaderBridge:
                 data = os.read(fd, 4096)
             except OSError as e:
                 # EIO while no one holds the slave open: wait for the next opener
-                self.errors.append(e)
+                self._error(e)
                 self._stop.wait(POLL_INTERVAL)
                 continue
             if not data:
@@ -350,7 +354,12 @@ class SerialReaderBridge:
             try:
                 self._write_all(fd, reply)
             except OSError as e:
-                self.errors.append(e)
+                self._error(e)
+
+    def _error(self, e):
+        self.errors.append(e)
+        if len(self.errors) > MAX_TRACE:
+            del self.errors[:len(self.errors) - MAX_TRACE // 2]
 
     def _write_all(self, fd, data):
         # the pty buffer takes a few KiB at a time; bounded by the stop flag

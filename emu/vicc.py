@@ -67,6 +67,15 @@ SW_NO_PRECISE_DIAGNOSIS = b"\x6F\x00"
 
 # How often the runner polls its stop flag while it waits for bytes.
 POLL_INTERVAL = 0.1
+# What a long-running card keeps of its traffic: the last lines and pairs.
+MAX_TRACE = 4096
+MAX_SESSIONS = 16
+
+
+def _bounded_append(items, item, limit):
+    items.append(item)
+    if len(items) > limit:
+        del items[:len(items) - limit // 2]
 
 
 class ViccError(CcidkitError):
@@ -224,7 +233,7 @@ class ViccSession:
 
     ``trace`` collects pcscd-style lines (APDUs and controls, not the ATR
     polls); ``apdus`` the (command, response) pairs; ``errors`` card-side
-    failures.
+    failures; each keeps the last MAX_TRACE entries at most.
     """
 
     def __init__(self, card, max_payload=MAX_FRAME, log=None):
@@ -237,7 +246,7 @@ class ViccSession:
         self.atr_polls = 0
 
     def _note(self, line):
-        self.trace.append(line)
+        _bounded_append(self.trace, line, MAX_TRACE)
         if self.log is not None:
             self.log(line)
 
@@ -258,16 +267,16 @@ class ViccSession:
             try:
                 response = bytes(self.card.process_apdu(frame.data))
             except CcidkitError as e:
-                self.errors.append(e)
+                _bounded_append(self.errors, e, MAX_TRACE)
                 response = SW_NO_PRECISE_DIAGNOSIS
             if not response or len(response) > MAX_FRAME:
                 # vpcd would read an empty reply as a removed card
-                self.errors.append(ViccError("card answered %d bytes" % len(response),
-                                             len(response), "VICC_TOO_LONG"
-                                             if response else "VICC_EMPTY"))
+                _bounded_append(self.errors, ViccError(
+                    "card answered %d bytes" % len(response), len(response),
+                    "VICC_TOO_LONG" if response else "VICC_EMPTY"), MAX_TRACE)
                 response = SW_NO_PRECISE_DIAGNOSIS
             self._note("<- " + to_hex(response))
-            self.apdus.append((frame.data, response))
+            _bounded_append(self.apdus, (frame.data, response), MAX_TRACE)
             return encode_frame(response)
         name = "reset_warm" if kind == "reset" else kind
         self._note("** " + name)
@@ -429,11 +438,11 @@ class Vicc:
             try:
                 self._serve(conn)
             except ViccError as e:
-                self.errors.append(e)
+                _bounded_append(self.errors, e, MAX_TRACE)
                 if self.log:
                     self.log("vicc: %s" % e)
             except OSError as e:
-                self.errors.append(e)
+                _bounded_append(self.errors, e, MAX_TRACE)
             finally:
                 with self._lock:
                     self._conn = None
@@ -477,7 +486,7 @@ class Vicc:
 
     def _serve(self, conn):
         session = ViccSession(self.card, self.max_payload, self.log)
-        self.sessions.append(session)
+        _bounded_append(self.sessions, session, MAX_SESSIONS)
         while not self._stop.is_set():
             r, _, _ = select.select([conn], [], [], POLL_INTERVAL)
             if not r:

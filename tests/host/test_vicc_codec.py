@@ -218,8 +218,12 @@ def _recv_frame(sock, timeout=5.0):
 
 
 def _exchange(sock, payload):
-    sock.sendall(encode_frame(payload))
-    return _recv_frame(sock)
+    """The reply frame, or None when the card side closed the connection."""
+    try:
+        sock.sendall(encode_frame(payload))
+        return _recv_frame(sock)
+    except (ConnectionResetError, BrokenPipeError):
+        return None
 
 
 def _fake_vpcd_listener():
@@ -338,3 +342,14 @@ def test_runner_retries_when_the_socket_factory_fails():
         conn.close()
     srv.close()
     assert len(calls) >= 3
+
+
+def test_session_keeps_a_bounded_trace():
+    from ccidkit.emu.vicc import MAX_TRACE
+    s = ViccSession(MiniCard())
+    apdu = encode_frame(b"\x80\xEE\x00\x00\x01\x5A\x00")
+    for _ in range(MAX_TRACE + 10):
+        assert s.receive(apdu) == b"\x00\x03\x5A\x90\x00"
+    assert MAX_TRACE // 2 <= len(s.apdus) <= MAX_TRACE
+    assert len(s.trace) <= MAX_TRACE
+    assert s.trace[-1] == "<- 5A 90 00" and s.apdus[-1][1] == b"\x5A\x90\x00"

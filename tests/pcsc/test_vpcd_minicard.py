@@ -14,6 +14,7 @@ import pytest
 
 from ccidkit.core.hexutil import to_hex
 from ccidkit.emu.card.minicard import AID, FID_EF_1K, MiniCard, ef_content
+from ccidkit.emu.pcscd import die_with_parent
 
 smartcard = pytest.importorskip("smartcard")
 from smartcard.Exceptions import CardConnectionException, NoCardException  # noqa: E402
@@ -220,7 +221,7 @@ def test_cli_serves_slot_1_from_inside_the_namespace(pcscd_vpcd, card):
     proc = subprocess.Popen(["nsenter", "--net=" + pcscd_vpcd.netns, ccidkit, "vicc",
                              "--card", "mini", "--port", "35964", "--trace"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     try:
         _, atr = _wait_state(READER1, scard.SCARD_STATE_PRESENT)
         assert atr == MiniCard().atr

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from ccidkit.emu.pcscd import die_with_parent
+
 pytest.importorskip("smartcard")
 cards = pytest.importorskip("ccidkit.emu.cards")
 from smartcard import scard  # noqa: E402
@@ -110,7 +112,7 @@ def test_cli_serves_the_usim_with_its_image(pcscd_vpcd, tmp_path):
     proc = subprocess.Popen(["nsenter", "--net=" + pcscd_vpcd.netns, ccidkit, "vicc",
                              "--card", "usim", "--card-image", image, "--port", "35964"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     try:
         atr = _wait_present(READER1)
         assert atr == _make_usim().atr
