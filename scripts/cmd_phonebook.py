@@ -210,11 +210,10 @@ def run(args):
     transmit, protocol = card_transmit(card, port=args.port, trace=trace)
     try:
         book = read_phonebook(transmit, pin=args.pin)
+        card.close()
     except CcidkitError as e:
         sys.stderr.write("ccidkit phonebook: %s\n" % e)
         return 1
-    finally:
-        card.close()
     if args.json:
         doc = {"card": args.card, "atr": card.atr.hex().upper(), "protocol": protocol}
         doc.update(book)

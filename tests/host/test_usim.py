@@ -333,6 +333,24 @@ def test_cli_json_records_and_image(tmp_path, capsys):
     assert doc["entries"][-1] == {"record": 4, "name": "Dave", "number": "112"}
 
 
+def test_cli_image_that_cannot_be_written(tmp_path, capsys):
+    path = str(tmp_path / "no" / "such" / "dir" / "sim.json")
+    assert main(["phonebook", "--records", "2", "--image", path]) == 1
+    assert "IMAGE_IO" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["phonebook", "--image", str(bad)]) == 1
+    assert "IMAGE_CORRUPT" in capsys.readouterr().err
+
+
+def test_gsm_alphabet_agrees_with_pyscard():
+    util = pytest.importorskip("smartcard.util")
+    for i, ch in enumerate(GSM7_BASIC):
+        if i == 0x1B:
+            continue
+        assert bytes(util.toGSM3_38Bytes(ch)) == gsm7_encode(ch) == bytes((i,)), repr(ch)
+
+
 def test_cli_esim_port_and_trace(capsys):
     assert main(["phonebook", "--card", "esim", "--port", "1", "--json", "--trace",
                  "--pin", "0000"]) == 0
