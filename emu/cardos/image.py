@@ -67,7 +67,7 @@ class CardImage:
             raise CardOSError("cannot read card image %s: %s" % (self.path, e), name="IMAGE_IO")
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise CardOSError("card image %s is not JSON: %s" % (self.path, e), name="IMAGE_CORRUPT")
         if not isinstance(doc, dict) or doc.get("format") != FORMAT \
                 or not isinstance(doc.get("sections"), dict):

@@ -119,7 +119,7 @@ class PIN:
             enabled = bool(st["enabled"])
             puk = st.get("puk")
             puk = None if puk is None else bytes.fromhex(puk)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CardOSError("PIN %02X in the card image: %s" % (self.ref, e), name="IMAGE_CORRUPT")
         if len(value) != self.length or not 0 <= remaining <= self.retries \
                 or not 0 <= puk_remaining <= self.puk_retries:

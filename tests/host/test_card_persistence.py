@@ -228,3 +228,35 @@ def test_retry_counter_never_goes_up_under_random_kills(tmp_path):
     # killed writers' temporary files are cleaned up by the next load
     CardImage(path).load()
     assert not [n for n in os.listdir(str(tmp_path)) if ".tmp-" in n]
+
+
+# --- images of any content: a card or CardOSError ---------------------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["00", "ff" * 30, "3F00/7F10/6F3A", "3F00/2FE2", "zz"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["files", "pins", "nv", "01", "81", "value", "remaining", "enabled",
+                         "puk", "puk_remaining", "3F00/7F10/6F3A", "3F00/2FE2", "x/y"]),
+        inner, max_size=5),
+    max_leaves=20)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(section=json_value, raw=st.one_of(st.none(), st.binary(max_size=64)))
+def test_any_image_content_gives_a_card_or_card_os_error(tmp_path, section, raw):
+    path = tmp_path / "any.json"
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        path.write_text(json.dumps({"format": "ccidkit-card-image", "version": 1,
+                                    "sections": {"usim": section}}))
+    try:
+        card = make_card("usim", image=str(path), records=2)
+    except CardOSError as e:
+        assert e.name == "IMAGE_CORRUPT"
+        return
+    assert card.process_apdu(h("00A4000C02 2FE2")) == h("9000")
+    assert 0 <= card.pin(1).remaining <= 3
