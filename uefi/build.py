@@ -36,6 +36,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import fcntl
+
+from ccidkit.core.errors import CcidkitError
+
 UEFI_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(UEFI_DIR)
 RUNTIME_DIR = os.path.join(UEFI_DIR, "runtime")
@@ -80,8 +84,11 @@ TESTS_DIR = "tests/portable"
 TABLE_MAGIC = b"CKFS0001"
 
 
-class UefiBuildError(Exception):
+class UefiBuildError(CcidkitError):
     """The image could not be built (a tool is missing or failed)."""
+
+    def __init__(self, message, code=None, name="UEFI_BUILD_FAILED"):
+        CcidkitError.__init__(self, message, code, name)
 
 
 class BuildResult:
@@ -589,9 +596,23 @@ def _versions():
 
 
 def build_image(out_dir=None, apps=(), progress=print, jobs=2):
-    """Build (or reuse) the image; returns a BuildResult."""
-    t_start = time.monotonic()
+    """Build (or reuse) the image; returns a BuildResult.
+
+    Two builds into one output folder (the CLI beside a test run) take turns:
+    the second waits on a lock file and then finds everything cached.
+    """
     out_dir = os.path.abspath(out_dir or default_out_dir())
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _build_image_locked(out_dir, apps, progress, jobs)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_image_locked(out_dir, apps, progress, jobs):
+    t_start = time.monotonic()
     work = os.path.join(out_dir, "work")
     os.makedirs(work, exist_ok=True)
     progress = progress or (lambda s: None)
