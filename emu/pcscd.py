@@ -271,8 +271,8 @@ class PrivatePcscd:
         self.log_path = os.path.join(self._dir, "pcscd.log")
         self._log_file = open(self.log_path, "wb")
         daemon = [PCSCD, "--foreground", "-c", conf]
-        if self.debug:
-            daemon.append("--debug")
+        # info level at least: the "daemon ready" line is what start() waits for
+        daemon.append("--debug" if self.debug else "--info")
         if self.apdu:
             daemon.append("--apdu")
         daemon += self.extra_args

@@ -103,3 +103,36 @@ def test_socket_in_netns_refuses_a_bad_path():
     # the thread is still in its own namespace afterwards
     s = socket.socket()
     s.close()
+
+
+@needs_pcscd
+def test_quiet_daemon_logs_no_apdus():
+    pytest.importorskip("smartcard")
+    from smartcard.Exceptions import SmartcardException
+    from smartcard.System import readers
+    with private_pcscd([vpcd_reader()], debug=False, apdu=False) as daemon:
+        daemon.activate()
+        vicc = daemon.vicc(MiniCard())
+        try:
+            assert vicc.wait_connected(10)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    conn = readers()[0].createConnection()
+                    conn.connect()
+                    break
+                except (SmartcardException, IndexError):   # until pcscd's next ATR poll
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            try:
+                data, sw1, sw2 = conn.transmit(list(bytes.fromhex("80EE000002C0DE00")))
+                assert (bytes(data), sw1, sw2) == (b"\xC0\xDE", 0x90, 0x00)
+            finally:
+                conn.disconnect()
+                conn.release()
+        finally:
+            vicc.stop()
+        log = daemon.read_log()
+    assert "daemon ready" in log
+    # neither the command nor the answer: a PIN in an APDU never reaches the log
+    assert "C0 DE" not in log.upper() and "80 EE" not in log.upper()
