@@ -39,6 +39,7 @@ from .fs import (DF, FID_MF, FID_CURRENT_ADF, STRUCT_TRANSPARENT, STRUCT_CYCLIC,
                  ALW, NEV, RecordEF, TransparentEF, fcp, fci, gsm_response, tlv)
 from .image import CardImage
 from .pin import PIN
+from .session import SessionLog, METHOD, EVENT
 
 INS_SELECT = 0xA4
 INS_READ_BINARY = 0xB0
@@ -56,10 +57,6 @@ INS_MANAGE_CHANNEL = 0x70
 INS_STATUS = 0xF2
 
 CLA_GSM = 0xA0
-MAX_EVENTS = 10000
-
-EVENT_NAMES = ("power_on", "power_off", "reset_warm", "reset_cold", "pps", "connect",
-               "disconnect", "begin_transaction", "end_transaction")
 
 
 def _sw_bytes(sw):
@@ -128,7 +125,8 @@ class CardOS:
             image = CardImage(image)
         self.image = image
         self.image_key = image_key
-        self.events = []
+        self.session = SessionLog()
+        self.events = self.session.events
         self.commands = 0
         self.counts = {}
         self.powered = False
@@ -255,15 +253,17 @@ class CardOS:
                 df.applet.reset(self)
 
     def event(self, name, **detail):
-        """Record a session event (card.events) and apply what it means for the card."""
-        with self.lock:
-            self._event(name, detail)
+        """Record a session event (card.events) and apply what it means for the card.
 
-    def _event(self, name, detail):
-        self.events.append((name, detail))
-        if len(self.events) > MAX_EVENTS:
-            del self.events[:len(self.events) - MAX_EVENTS]
-        if name == "power_on":
+        After the state method of the same name (see emu/cardos/session.py) the
+        event is the same happening: recorded once.
+        """
+        with self.lock:
+            self.session.record(name, detail, EVENT)
+            self._apply(name, detail)
+
+    def _apply(self, name, detail):
+        if name == "power_on" or name == "reset_warm" or name == "reset_cold":
             self.powered = True
             self.protocol = None
             self._reset_volatile()
@@ -271,22 +271,23 @@ class CardOS:
             self.powered = False
             self.protocol = None
             self._reset_volatile()
-        elif name == "reset_warm" or name == "reset_cold":
-            self.powered = True
-            self.protocol = None
-            self._reset_volatile()
         elif name == "pps":
             self.protocol = detail.get("protocol")
 
+    def _method(self, name):
+        with self.lock:
+            self.session.record(name, {}, METHOD)
+            self._apply(name, {})
+
     def power_on(self):
-        self.event("power_on")
+        self._method("power_on")
         return self.atr
 
     def power_off(self):
-        self.event("power_off")
+        self._method("power_off")
 
     def reset(self, warm=True):
-        self.event("reset_warm" if warm else "reset_cold")
+        self._method("reset_warm" if warm else "reset_cold")
         return self.atr
 
     # --- APDU processing ------------------------------------------------------------------
@@ -300,6 +301,7 @@ class CardOS:
             return self._process_apdu(bytes(apdu))
 
     def _process_apdu(self, apdu):
+        self.session.activity()
         self.commands += 1
         if len(apdu) >= 2:
             self.counts[apdu[1]] = self.counts.get(apdu[1], 0) + 1

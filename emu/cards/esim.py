@@ -16,6 +16,7 @@ card image (one section per port).
 
 from ..cardos import CardImage, build_card_atr
 from ..cardos.errors import CardOSError
+from ..cardos.session import SessionLog, METHOD, EVENT
 from .usim import UsimCard, DEFAULT_HISTORICAL
 
 DEFAULT_PORTS = 2
@@ -63,28 +64,36 @@ class EsimCard:
             card.port = n
             self.ports[port_nad(n)] = card
             self.port_list.append(card)
-        self.events = []
+        self.session = SessionLog()
+        self.events = self.session.events
 
     def port(self, n):
         return self.port_list[n]
 
     def process_apdu(self, apdu):
+        self.session.activity()
         return self.port_list[0].process_apdu(apdu)
 
     def event(self, name, **detail):
-        self.events.append((name, detail))
+        self.session.record(name, detail, EVENT)
         for card in self.port_list:
             card.event(name, **detail)
 
     def power_on(self):
-        self.event("power_on")
+        self.session.record("power_on", {}, METHOD)
+        for card in self.port_list:
+            card.power_on()
         return self.atr
 
     def power_off(self):
-        self.event("power_off")
+        self.session.record("power_off", {}, METHOD)
+        for card in self.port_list:
+            card.power_off()
 
     def reset(self, warm=True):
-        self.event("reset_warm" if warm else "reset_cold")
+        self.session.record("reset_warm" if warm else "reset_cold", {}, METHOD)
+        for card in self.port_list:
+            card.reset(warm)
         return self.atr
 
     def close(self):

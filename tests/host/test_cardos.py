@@ -430,6 +430,32 @@ def test_events_recorded_in_order_and_volatile_state_cleared():
     assert not c.powered
 
 
+def test_a_method_and_its_event_are_one_happening():
+    c = make_os()
+    assert [e[0] for e in c.events] == ["power_on"]
+    c.event("power_on")                                         # the twin of power_on()
+    c.reset(warm=True)
+    c.event("reset_warm", source="vpcd")
+    c.event("reset_cold")
+    c.reset(warm=False)
+    c.reset(warm=False)                                         # a second reset is a second one
+    c.power_off()
+    c.process_apdu(h("00A4000C02 3F00"))
+    c.event("power_off")                                        # a command came between
+    assert c.events == [("power_on", {}), ("reset_warm", {"source": "vpcd"}),
+                        ("reset_cold", {}), ("reset_cold", {}), ("power_off", {}),
+                        ("power_off", {})]
+
+
+def test_bridge_delivery_records_each_event_once():
+    vicc = pytest.importorskip("ccidkit.emu.vicc")
+    c = make_os()
+    for name in ("power_off", "power_on", "reset_warm", "reset_cold"):
+        vicc.deliver_event(c, name)
+    assert [e[0] for e in c.events] == ["power_on", "power_off", "power_on", "reset_warm",
+                                        "reset_cold"]
+
+
 def test_applet_handles_its_commands_and_persists_nv(tmp_path):
     path = str(tmp_path / "os.json")
     c = make_os(image=path)

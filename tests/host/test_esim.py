@@ -101,6 +101,7 @@ def test_events_reach_every_port():
     esim.event("pps", protocol=1, fi=512, di=32)
     esim.reset(warm=True)
     assert [sorted(esim.port(n).channels) for n in range(2)] == [[0], [0]]
+    esim.event("reset_warm")                                    # the twin of reset(): merged
     assert [e[0] for e in esim.events] == ["power_on", "pps", "reset_warm"]
     assert [e[0] for e in esim.port(1).events] == ["power_on", "pps", "reset_warm"]
     # without a NAD the card interface reaches port 0
