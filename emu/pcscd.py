@@ -75,9 +75,13 @@ class PcscdError(CcidkitError):
     """
 
 
-def vpcd_reader(port=VPCD_PORT, name="Virtual PCD"):
-    """A reader.conf entry for vpcd listening on ``port`` (and port+1, ...)."""
-    return {"FRIENDLYNAME": name, "DEVICENAME": "/dev/null:0x%X" % port,
+def vpcd_reader(port=VPCD_PORT, name="Virtual PCD", connect_to=None):
+    """A reader.conf entry for vpcd listening on ``port`` (and port+1, ...),
+    or, with ``connect_to`` (an address), connecting out to cards listening
+    at connect_to:port, port+1, ... (see emu/vicc.py for why that mode ends
+    pcscd once a card stops listening)."""
+    host = "/dev/null" if connect_to is None else connect_to
+    return {"FRIENDLYNAME": name, "DEVICENAME": "%s:0x%X" % (host, port),
             "LIBPATH": VPCD_LIBPATH, "CHANNELID": "0x%X" % port}
 
 
@@ -99,11 +103,14 @@ def reader_conf(entry):
     return "\n".join(lines) + "\n"
 
 
-def _unshare_argv():
+def _unshare_argv(network=True):
     argv = [UNSHARE]
     if os.geteuid() != 0:
         argv.append("--map-root-user")
-    return argv + ["--mount", "--net", "--propagation", "private", "--"]
+    argv.append("--mount")
+    if network:
+        argv.append("--net")
+    return argv + ["--propagation", "private", "--"]
 
 
 _reason_cache = []
@@ -213,13 +220,15 @@ class PrivatePcscd:
 
     ``readers``: reader.conf entries (``vpcd_reader()``, ``serial_reader()``),
     one file each. ``run_dir``: the directory mounted on /run (default: this
-    process's shared one). Attributes after ``start()``: ``pid``,
+    process's shared one). ``private_network=False`` keeps the host's network
+    (for vpcd connecting out to cards on loopback: then vpcd listens nowhere). Attributes after ``start()``: ``pid``,
     ``socket_path``, ``netns`` (``/proc/<pid>/ns/net``), ``log_path``.
     """
 
     def __init__(self, readers=None, run_dir=None, debug=True, apdu=True, extra_args=(),
-                 ready_timeout=20.0):
+                 ready_timeout=20.0, private_network=True):
         self.readers = list(readers) if readers is not None else [vpcd_reader()]
+        self.private_network = private_network
         self.debug = debug
         self.apdu = apdu
         self.extra_args = list(extra_args)
@@ -276,12 +285,15 @@ class PrivatePcscd:
         if self.apdu:
             daemon.append("--apdu")
         daemon += self.extra_args
-        script = 'mount -n --bind "$0" /run && ip link set lo up && exec "$@"'
-        argv = _unshare_argv() + ["sh", "-c", script, self.run_dir] + daemon
+        if self.private_network:
+            script = 'mount -n --bind "$0" /run && ip link set lo up && exec "$@"'
+        else:
+            script = 'mount -n --bind "$0" /run && exec "$@"'
+        argv = _unshare_argv(self.private_network) + ["sh", "-c", script, self.run_dir] + daemon
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         self.pid = self.proc.pid
-        self.netns = "/proc/%d/ns/net" % self.pid
+        self.netns = "/proc/%d/ns/net" % (self.pid if self.private_network else os.getpid())
         self.wait_for_log(READY_LINE, self.ready_timeout)
         deadline = time.monotonic() + self.ready_timeout
         while not os.path.exists(self.socket_path):
