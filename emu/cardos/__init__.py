@@ -9,8 +9,8 @@ from .errors import CardOSError, CardStatus
 from .fs import ALW, NEV, DF, EF, TransparentEF, RecordEF, tlv
 from .pin import PIN
 from .image import CardImage
-from .atr import build_card_atr
+from .atr import build_card_atr, historical_bytes
 from .engine import CardOS, Channel
 
 __all__ = ["CardOSError", "CardStatus", "ALW", "NEV", "DF", "EF", "TransparentEF", "RecordEF",
-           "tlv", "PIN", "CardImage", "build_card_atr", "CardOS", "Channel"]
+           "tlv", "PIN", "CardImage", "build_card_atr", "historical_bytes", "CardOS", "Channel"]

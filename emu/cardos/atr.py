@@ -77,3 +77,30 @@ def build_card_atr(protocols=(0,), ta1=0x96, ifsc=254, bwi=4, cwi=5, classes=Non
             tck ^= b
         out.append(tck)
     return bytes(out)
+
+
+def historical_bytes(max_channels=4, extended=False, chaining=False, partial_aid=True,
+                     ef_dir=True):
+    """Historical bytes (ISO/IEC 7816-4 §8.1.1) stating what the card OS does.
+
+    Category indicator 80, then COMPACT-TLV: card service data (tag 3: DF
+    selection by full and partial name, EF.DIR with BER-TLV objects read by
+    READ RECORD, an MF) and card capabilities (tag 7: selection methods,
+    data coding 21, and the third software function table: chaining,
+    extended Lc/Le, logical channels assigned by card and reader, their
+    number).
+    """
+    if not 1 <= max_channels <= 20:
+        raise CardOSError("1..20 logical channels", name="BAD_ATR")
+    # §8.1.1.2.3 Table 85: b8 full DF name, b7 partial DF name, b6 BER-TLV in EF.DIR,
+    # b5-b4 00 EF.DIR read by READ RECORD, b1 0 card with MF
+    service = 0x80 | (0x40 if partial_aid else 0) | (0x20 if ef_dir else 0)
+    # Table 86: DF by full name, partial name, path, FID, implicit; short EF id; record number
+    selection = 0xFE if partial_aid else 0xBE
+    third = (0x80 if chaining else 0) | (0x40 if extended else 0)
+    if max_channels > 1:
+        # b5-b4: channel numbers assigned by the card (P2 00) and by the interface device;
+        # b3-b1: 111 means eight or more, else the number of channels minus one
+        n = max_channels - 1 if max_channels <= 8 else 7
+        third |= 0x18 | (n if n < 7 else 7)
+    return bytes((0x80, 0x31, service, 0x73, selection & 0xFF, 0x21, third))

@@ -30,8 +30,8 @@ length of the BCD number (TON/NPI byte + digits); TON/NPI; 10 bytes BCD
 with swapped nibbles padded F; capability/configuration id; extension id.
 """
 
-from ..cardos import (ALW, NEV, DF, PIN, RecordEF, TransparentEF, CardOS, CardOSError,
-                      build_card_atr, tlv)
+from ..cardos import (NEV, DF, PIN, RecordEF, TransparentEF, CardOS, CardOSError,
+                      build_card_atr, historical_bytes, tlv)
 
 USIM_AID = bytes.fromhex("A0000000871002FFFFFFFF8906190000")
 FID_TELECOM = 0x7F10
@@ -56,8 +56,8 @@ DEFAULT_PIN1 = "0000"
 DEFAULT_PUK1 = "12345678"
 DEFAULT_PIN2 = "1111"
 DEFAULT_PUK2 = "87654321"
-# Historical bytes: category 80, then nothing (a plain UICC says little about itself).
-DEFAULT_HISTORICAL = b"\x80\x31\xE0\x73\xFE\x21\x1B"
+# Historical bytes: what the card OS does, 4 logical channels, no extended lengths.
+DEFAULT_HISTORICAL = historical_bytes(max_channels=4)
 
 # (record number, name, number): gaps on purpose, names in both alphabets.
 DEFAULT_CONTACTS = (
@@ -315,13 +315,15 @@ class UsimCard(CardOS):
                  iccid=DEFAULT_ICCID, imsi=DEFAULT_IMSI, pin1=DEFAULT_PIN1, puk1=DEFAULT_PUK1,
                  pin2=DEFAULT_PIN2, puk2=DEFAULT_PUK2, pin1_enabled=False, pin_retries=3,
                  puk_retries=10, protocols=(0,), ta1=0x96, ifsc=254, max_channels=4,
-                 historical=DEFAULT_HISTORICAL):
+                 historical=None):
         mf = build_usim_tree(records, record_length, contacts, iccid, imsi)
         pins = [
             PIN(PIN1, pin1, retries=pin_retries, puk=puk1, puk_retries=puk_retries,
                 enabled=pin1_enabled),
             PIN(PIN2, pin2, retries=pin_retries, puk=puk2, puk_retries=puk_retries),
         ]
+        if historical is None:
+            historical = historical_bytes(max_channels=max_channels)
         # TS 102 221 §6.3.1: class indicator in the first TA after T=15 (A, B, C supported)
         atr = build_card_atr(protocols=protocols, ta1=ta1, ifsc=ifsc, classes="ABC",
                              historical=historical)

@@ -4,8 +4,8 @@ session events, applets, ATR from capabilities."""
 import pytest
 
 from ccidkit.core.atr import parse_atr
-from ccidkit.emu.cardos import (ALW, NEV, DF, PIN, RecordEF, TransparentEF, CardOS, CardOSError,
-                                build_card_atr, tlv)
+from ccidkit.emu.cardos import (NEV, DF, PIN, RecordEF, TransparentEF, CardOS, CardOSError,
+                                build_card_atr, historical_bytes, tlv)
 
 AID_A = bytes.fromhex("D2760000850101")
 AID_B = bytes.fromhex("D2760000850102")
@@ -491,6 +491,26 @@ def test_atr_from_capabilities(kw, atr, protocols):
     assert parsed.protocols == protocols and not parsed.warnings
     if 1 in protocols:
         assert parsed.ifsc == kw.get("ifsc", 254)
+
+
+@pytest.mark.parametrize("kw,hist,lines", [
+    (dict(), "80 31 E0 73 FE 21 1B", ["command chaining: no", "extended Lc and Le: no",
+                                      "logical channel numbers assigned by the interface device "
+                                      "and the card, at most 4"]),
+    (dict(max_channels=1), "80 31 E0 73 FE 21 00", ["no logical channel"]),
+    (dict(max_channels=20, extended=True, chaining=True), "80 31 E0 73 FE 21 DF",
+     ["command chaining: yes", "extended Lc and Le: yes", "at most 8"]),
+    (dict(partial_aid=False, ef_dir=False), "80 31 80 73 BE 21 1B",
+     ["application selection by full DF name"]),
+])
+def test_historical_bytes_state_the_capabilities(kw, hist, lines):
+    hb = historical_bytes(**kw)
+    assert hb == h(hist)
+    text = "\n".join(parse_atr(build_card_atr(historical=hb)).explain())
+    for line in lines:
+        assert line in text
+    if not kw.get("partial_aid", True):
+        assert "partial DF name" not in text
 
 
 def test_atr_same_as_minicard_builder():
