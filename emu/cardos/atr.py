@@ -95,8 +95,9 @@ def historical_bytes(max_channels=4, extended=False, chaining=False, partial_aid
     # §8.1.1.2.3 Table 85: b8 full DF name, b7 partial DF name, b6 BER-TLV in EF.DIR,
     # b5-b4 00 EF.DIR read by READ RECORD, b1 0 card with MF
     service = 0x80 | (0x40 if partial_aid else 0) | (0x20 if ef_dir else 0)
-    # Table 86: DF by full name, partial name, path, FID, implicit; short EF id; record number
-    selection = 0xFE if partial_aid else 0xBE
+    # Table 86: DF by full name, partial name, path, FID; short EF id; record number (no
+    # implicit selection: no application is selected at reset)
+    selection = 0xF6 if partial_aid else 0xB6
     third = (0x80 if chaining else 0) | (0x40 if extended else 0)
     if max_channels > 1:
         # b5-b4: channel numbers assigned by the card (P2 00) and by the interface device;

@@ -494,13 +494,13 @@ def test_atr_from_capabilities(kw, atr, protocols):
 
 
 @pytest.mark.parametrize("kw,hist,lines", [
-    (dict(), "80 31 E0 73 FE 21 1B", ["command chaining: no", "extended Lc and Le: no",
+    (dict(), "80 31 E0 73 F6 21 1B", ["command chaining: no", "extended Lc and Le: no",
                                       "logical channel numbers assigned by the interface device "
                                       "and the card, at most 4"]),
-    (dict(max_channels=1), "80 31 E0 73 FE 21 00", ["no logical channel"]),
-    (dict(max_channels=20, extended=True, chaining=True), "80 31 E0 73 FE 21 DF",
+    (dict(max_channels=1), "80 31 E0 73 F6 21 00", ["no logical channel"]),
+    (dict(max_channels=20, extended=True, chaining=True), "80 31 E0 73 F6 21 DF",
      ["command chaining: yes", "extended Lc and Le: yes", "at most 8"]),
-    (dict(partial_aid=False, ef_dir=False), "80 31 80 73 BE 21 1B",
+    (dict(partial_aid=False, ef_dir=False), "80 31 80 73 B6 21 1B",
      ["application selection by full DF name"]),
 ])
 def test_historical_bytes_state_the_capabilities(kw, hist, lines):
@@ -509,6 +509,7 @@ def test_historical_bytes_state_the_capabilities(kw, hist, lines):
     text = "\n".join(parse_atr(build_card_atr(historical=hb)).explain())
     for line in lines:
         assert line in text
+    assert "implicit" not in text
     if not kw.get("partial_aid", True):
         assert "partial DF name" not in text
 
