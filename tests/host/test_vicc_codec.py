@@ -353,3 +353,45 @@ def test_session_keeps_a_bounded_trace():
     assert MAX_TRACE // 2 <= len(s.apdus) <= MAX_TRACE
     assert len(s.trace) <= MAX_TRACE
     assert s.trace[-1] == "<- 5A 90 00" and s.apdus[-1][1] == b"\x5A\x90\x00"
+
+
+# -- the command line -------------------------------------------------------------------
+
+def test_cli_usage_and_card_errors(capsys):
+    from ccidkit.scripts.main import main
+    assert main(["vicc", "--port", "70000", "--exit-after", "1"]) == 2
+    assert main(["vicc", "--exit-after", "0"]) == 2
+    assert main(["vicc", "--card", "no-such-card", "--exit-after", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "ports are 0..65535" in err and "cannot make card 'no-such-card'" in err
+
+
+def test_cli_listen_serves_traces_and_stops_on_sigterm():
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    ccidkit = os.path.join(os.path.dirname(sys.executable), "ccidkit")
+    proc = subprocess.Popen([ccidkit, "vicc", "--card", "mini", "--listen", "0", "--trace"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        m = re.match(r"vicc: mini listening on 127\.0\.0\.1:(\d+)$", first.strip())
+        assert m, first
+        conn = socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10)
+        assert _exchange(conn, b"\x04") == MiniCard().atr
+        conn.sendall(encode_control(1))
+        assert _exchange(conn, b"\x80\xEE\x00\x00\x02\xCA\xFE\x00") == b"\xCA\xFE\x90\x00"
+        conn.close()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
+    assert rest.splitlines()[:3] == ["** power_on", "-> 80 EE 00 00 02 CA FE 00",
+                                     "<- CA FE 90 00"]

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,7 +14,8 @@ from ccidkit.emu.pcscd import die_with_parent
 pytest.importorskip("smartcard")
 cards = pytest.importorskip("ccidkit.emu.cards")
 from smartcard import scard  # noqa: E402
-from smartcard.System import readers  # noqa: E402
+
+from pcschelp import connect, read_adn, wait_state  # noqa: E402
 
 READER0 = "Virtual PCD 00 00"
 READER1 = "Virtual PCD 00 01"
@@ -30,59 +30,15 @@ def _make_usim(**options):
 
 
 def _wait_present(name):
-    deadline = time.monotonic() + WAIT
-    while True:
-        hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        assert hresult == scard.SCARD_S_SUCCESS
-        try:
-            hresult, states = scard.SCardGetStatusChange(ctx, 0,
-                                                         [(name, scard.SCARD_STATE_UNAWARE)])
-        finally:
-            scard.SCardReleaseContext(ctx)
-        if hresult == scard.SCARD_S_SUCCESS and states[0][1] & scard.SCARD_STATE_PRESENT:
-            return bytes(states[0][2])
-        assert time.monotonic() < deadline, "no card in %s" % name
-        time.sleep(0.05)
+    return wait_state(name, scard.SCARD_STATE_PRESENT)[1]
 
 
 def _connect(name):
-    for r in readers():
-        if str(r) == name:
-            conn = r.createConnection()
-            conn.connect()
-            return conn
-    raise AssertionError("no reader %s" % name)
-
-
-def _tx(conn, apdu):
-    data, sw1, sw2 = conn.transmit(list(apdu))
-    return bytes(data), (sw1 << 8) | sw2
-
-
-def _gsm_select(conn, fid):
-    data, sw = _tx(conn, bytes((0xA0, 0xA4, 0x00, 0x00, 0x02, fid >> 8, fid & 0xFF)))
-    assert data == b"" and sw >> 8 == 0x9F, "SELECT %04X: %04X" % (fid, sw)
-    data, sw = _tx(conn, bytes((0xA0, 0xC0, 0x00, 0x00, sw & 0xFF)))
-    assert sw == 0x9000 and len(data) >= 15
-    return data
+    return connect(name)
 
 
 def _read_adn(conn, limit=None):
-    _gsm_select(conn, 0x3F00)
-    _gsm_select(conn, 0x7F10)
-    info = _gsm_select(conn, 0x6F3A)
-    size = (info[2] << 8) | info[3]
-    assert info[13] == 0x01                      # linear fixed
-    length = info[14]
-    count = size // length
-    if limit is not None:
-        count = min(count, limit)
-    records = []
-    for n in range(1, count + 1):
-        data, sw = _tx(conn, bytes((0xA0, 0xB2, n, 0x04, length)))
-        assert sw == 0x9000, "READ RECORD %d: %04X" % (n, sw)
-        records.append(data)
-    return records
+    return read_adn(conn, limit)
 
 
 def test_pyscard_reads_all_250_adn_records(pcscd_vpcd):
