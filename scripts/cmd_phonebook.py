@@ -4,6 +4,7 @@
     ccidkit phonebook --records 20 --json
     ccidkit phonebook --image card.json     # a persistent card image
     ccidkit phonebook --card esim --port 1  # one port of the eSIM-like card (T=1, NAD)
+    ccidkit phonebook --uicc                # the USIM way: class 00, DF Phonebook, EF PBR
 
 The reader part (``read_phonebook``) only needs ``transmit(apdu) -> response``:
 in class A0 (TS 51.011) it selects 3F00, 7F10 and 6F3A, reads each 9Fxx
@@ -14,6 +15,12 @@ virtual card in-process through the card-side T=0 engine at TPDU level (or
 T=1 for a card that offers only T=1), so the 9Fxx / GET RESPONSE flow is the
 real one.
 
+With ``--uicc`` (``read_phonebook_uicc``) it reads as a USIM-aware reader
+does instead (TS 102 221 / TS 31.102): class 00, SELECT by path 7F10 5F3A
+with the FCP template (61xx / GET RESPONSE), EF PBR 4F30 whose A8 template
+names the EF ADN (tag C0: file identifier and SFI), that EF's FCP for the
+record length and count, then READ RECORD 1..N.
+
 Exit status: 0 the phone book was read, 1 the card refused (the status word
 is printed), 2 usage error.
 """
@@ -21,7 +28,7 @@ is printed), 2 usage error.
 import json
 import sys
 
-from ccidkit.core.apdu import explain_sw
+from ccidkit.core.apdu import APDUError, explain_sw, transmit_with_auto_response
 from ccidkit.core.atr import parse_atr
 from ccidkit.core.errors import CcidkitError
 from ccidkit.core.hexutil import trace_line
@@ -116,6 +123,112 @@ def read_phonebook(transmit, pin=None, max_records=None):
     return {"record_length": record_length, "records": count, "entries": entries}
 
 
+def parse_tlv(data, max_items=64):
+    """BER-TLV objects of ``data`` as [(tag, value)] (ISO/IEC 7816-4 §5.2); FF / 00 padding
+    between objects is skipped. PhonebookError BAD_RESPONSE when malformed."""
+    out = []
+    i = 0
+    n = len(data)
+    while i < n:
+        if data[i] in (0x00, 0xFF):
+            i += 1
+            continue
+        if len(out) >= max_items:
+            raise PhonebookError("more than %d data objects" % max_items, name="BAD_RESPONSE")
+        tag = data[i]
+        i += 1
+        if tag & 0x1F == 0x1F:
+            if i >= n:
+                raise PhonebookError("truncated tag", name="BAD_RESPONSE")
+            tag = (tag << 8) | data[i]
+            i += 1
+        if i >= n:
+            raise PhonebookError("tag %X without a length" % tag, name="BAD_RESPONSE")
+        ln = data[i]
+        i += 1
+        if ln == 0x81 or ln == 0x82:
+            k = ln - 0x80
+            if i + k > n:
+                raise PhonebookError("truncated length", name="BAD_RESPONSE")
+            ln = int.from_bytes(data[i:i + k], "big")
+            i += k
+        elif ln > 0x80:
+            raise PhonebookError("length byte %02X" % ln, name="BAD_RESPONSE")
+        if i + ln > n:
+            raise PhonebookError("tag %X: %d bytes announced, %d there" % (tag, ln, n - i),
+                                 name="BAD_RESPONSE")
+        out.append((tag, bytes(data[i:i + ln])))
+        i += ln
+    return out
+
+
+def _find(objects, tag):
+    for t, v in objects:
+        if t == tag:
+            return v
+    return None
+
+
+def _uicc(transmit, apdu, what):
+    try:
+        resp = transmit_with_auto_response(apdu, transmit)
+    except APDUError as e:
+        raise PhonebookError("%s: %s" % (what, e), name="BAD_RESPONSE")
+    sw1, sw2 = _sw(resp)
+    if (sw1, sw2) != (0x90, 0x00):
+        raise PhonebookError("%s: %s" % (what, explain_sw(sw1, sw2)), code=(sw1 << 8) | sw2,
+                             name="SELECT_FAILED" if apdu[1] == 0xA4 else "READ_FAILED")
+    return bytes(resp[:-2])
+
+
+def _record_geometry(fcp, what):
+    """(record length, number of records) from an FCP's file descriptor (TS 102 221 §11.1.1.4.3)."""
+    objs = parse_tlv(fcp)
+    inner = _find(objs, 0x62)
+    desc = _find(parse_tlv(inner), 0x82) if inner is not None else None
+    if desc is None or len(desc) < 5 or (desc[0] & 0x07) not in (0x02, 0x06):
+        raise PhonebookError("%s is not a record file" % what, name="NOT_RECORDS")
+    return (desc[2] << 8) | desc[3], desc[4]
+
+
+def read_phonebook_uicc(transmit, pin=None, max_records=None):
+    """Read the phone book the TS 31.102 way over ``transmit``; same result as read_phonebook."""
+    _uicc(transmit, bytes.fromhex("00A40804047F105F3A00"), "SELECT 7F10 5F3A")
+    pbr_fcp = _uicc(transmit, bytes.fromhex("00A40004024F3000"), "SELECT EF PBR")
+    pbr_length, _ = _record_geometry(pbr_fcp, "EF PBR")
+    if pbr_length == 0 or pbr_length > 255:
+        raise PhonebookError("EF PBR record length %d" % pbr_length, name="BAD_RESPONSE")
+    pbr = _uicc(transmit, bytes((0x00, 0xB2, 0x01, 0x04, pbr_length)), "READ RECORD 1 of EF PBR")
+    a8 = _find(parse_tlv(pbr), 0xA8)
+    adn_ref = _find(parse_tlv(a8), 0xC0) if a8 is not None else None
+    if adn_ref is None or len(adn_ref) < 2:
+        raise PhonebookError("EF PBR names no EF ADN", name="BAD_RESPONSE")
+    fid = adn_ref[:2]
+    if pin is not None:
+        if isinstance(pin, str):
+            pin = pin.encode("ascii")
+        value = bytes(pin) + b"\xff" * (8 - len(pin))
+        resp = transmit(bytes((0x00, 0x20, 0x00, 0x01, 0x08)) + value)
+        sw1, sw2 = _sw(resp)
+        if (sw1, sw2) != (0x90, 0x00):
+            raise PhonebookError("VERIFY PIN1: %s" % explain_sw(sw1, sw2),
+                                 code=(sw1 << 8) | sw2, name="VERIFY_FAILED")
+    adn_fcp = _uicc(transmit, b"\x00\xA4\x00\x04\x02" + fid + b"\x00", "SELECT EF ADN %s" % fid.hex())
+    record_length, count = _record_geometry(adn_fcp, "EF ADN")
+    if record_length == 0 or record_length > 255:
+        raise PhonebookError("EF ADN record length %d" % record_length, name="BAD_RESPONSE")
+    if max_records is not None:
+        count = min(count, max_records)
+    entries = []
+    for rec in range(1, count + 1):
+        data = _uicc(transmit, bytes((0x00, 0xB2, rec, 0x04, record_length)),
+                     "READ RECORD %d" % rec)
+        entry = decode_adn(data)
+        if entry is not None:
+            entries.append({"record": rec, "name": entry[0], "number": entry[1]})
+    return {"record_length": record_length, "records": count, "entries": entries}
+
+
 def _mask(apdu):
     # never show a PIN in a trace
     if len(apdu) > 5 and apdu[1] in (0x20, 0x24, 0x26, 0x28, 0x2C):
@@ -171,6 +284,8 @@ def register(sub):
     p.add_argument("--image", metavar="PATH", help="card image file (created if missing)")
     p.add_argument("--port", type=int, default=0, help="eSIM port (T=1 NAD), default 0")
     p.add_argument("--pin", metavar="CHV1", help="present CHV1 before reading")
+    p.add_argument("--uicc", action="store_true",
+                   help="read the USIM way (class 00, DF Phonebook, EF PBR) instead of class A0")
     p.add_argument("--json", action="store_true", help="print the phone book as JSON")
     p.add_argument("--trace", action="store_true", help="print the APDUs (PINs masked)")
     p.set_defaults(func=run, phonebook_parser=p)
@@ -209,13 +324,15 @@ def run(args):
             sys.stderr.write(line + "\n")
     transmit, protocol = card_transmit(card, port=args.port, trace=trace)
     try:
-        book = read_phonebook(transmit, pin=args.pin)
+        reader = read_phonebook_uicc if args.uicc else read_phonebook
+        book = reader(transmit, pin=args.pin)
         card.close()
     except CcidkitError as e:
         sys.stderr.write("ccidkit phonebook: %s\n" % e)
         return 1
     if args.json:
-        doc = {"card": args.card, "atr": card.atr.hex().upper(), "protocol": protocol}
+        doc = {"card": args.card, "atr": card.atr.hex().upper(), "protocol": protocol,
+               "method": "uicc" if args.uicc else "gsm"}
         doc.update(book)
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
         return 0

@@ -15,7 +15,8 @@ from ccidkit.emu.cards.usim import (
     DEFAULT_CONTACTS, GSM7_BASIC, USIM_AID, UsimCard, UsimError, decode_adn, decode_alpha,
     encode_adn, gsm7_decode, gsm7_encode,
 )
-from ccidkit.scripts.cmd_phonebook import PhonebookError, card_transmit, read_phonebook
+from ccidkit.scripts.cmd_phonebook import (PhonebookError, card_transmit, parse_tlv,
+                                           read_phonebook, read_phonebook_uicc)
 from ccidkit.scripts.main import main
 
 ALICE = bytes.fromhex("416c696365204d617274696effffffff 07 91 3316325476f8ffffffff ff ff")
@@ -211,6 +212,46 @@ def test_read_phonebook_with_other_sizes_and_t1():
     assert protocol == "T=1" and len(read_phonebook(transmit)["entries"]) == 5
 
 
+def test_both_readers_see_the_same_phone_book():
+    c = card(records=30, contacts=[(30, "Last", "+1"), (1, "First", "2")])
+    transmit, engine = t0_transmit(c)
+    gsm = read_phonebook(transmit)
+    n = engine.tpdus
+    uicc = read_phonebook_uicc(transmit)
+    assert gsm == uicc and [e["record"] for e in gsm["entries"]] == [1, 30]
+    # 4 SELECTs answered 61xx + GET RESPONSE, the PBR record, 30 ADN records
+    assert engine.tpdus - n == 3 * 2 + 1 + 30
+    c = card(pin1_enabled=True)
+    with pytest.raises(PhonebookError) as e:
+        read_phonebook_uicc(t0_transmit(c)[0])
+    assert e.value.code == 0x6982 and e.value.name == "READ_FAILED"
+    c = card(pin1_enabled=True)
+    assert len(read_phonebook_uicc(t0_transmit(c)[0], pin="0000")["entries"]) == 5
+    c = card(pin1_enabled=True)
+    with pytest.raises(PhonebookError) as e:
+        read_phonebook_uicc(t0_transmit(c)[0], pin="1")
+    assert e.value.code == 0x6700 and e.value.name == "VERIFY_FAILED"
+
+
+def test_tlv_parser():
+    assert parse_tlv(h("62 03 820178 FF 00 5F2D 02 656E")) == [(0x62, h("820178")),
+                                                              (0x5F2D, b"en")]
+    assert parse_tlv(h("53 81 02 0102")) == [(0x53, h("0102"))]
+    for bad in ("62", "62 05 00", "5F", "62 83 000001", "53 81"):
+        with pytest.raises(PhonebookError):
+            parse_tlv(h(bad))
+
+
+@given(st.binary(max_size=80))
+def test_tlv_parser_totality(data):
+    try:
+        objs = parse_tlv(data)
+    except PhonebookError as e:
+        assert e.name == "BAD_RESPONSE"
+        return
+    assert all(isinstance(t, int) and isinstance(v, bytes) for t, v in objs)
+
+
 def test_read_phonebook_reports_refusals():
     c = card(pin1_enabled=True)
     with pytest.raises(PhonebookError) as e:
@@ -331,6 +372,14 @@ def test_cli_json_records_and_image(tmp_path, capsys):
     assert main(["phonebook", "--json", "--records", "4", "--image", path, "--pin", "0000"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["entries"][-1] == {"record": 4, "name": "Dave", "number": "112"}
+
+
+def test_cli_uicc(capsys):
+    assert main(["phonebook", "--uicc", "--json", "--records", "12"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["method"] == "uicc" and doc["records"] == 12
+    assert [e["record"] for e in doc["entries"]] == [1, 2, 3, 5, 10]
+    assert doc["entries"][4] == {"record": 10, "name": "Zo\u00eb", "number": "+4915112345678"}
 
 
 def test_cli_image_that_cannot_be_written(tmp_path, capsys):
