@@ -36,7 +36,7 @@ from ..card.t0 import DEFAULT_OUTGOING_INS
 from .errors import CardOSError, CardStatus, gsm_sw
 from . import errors as E
 from .fs import (DF, FID_MF, FID_CURRENT_ADF, STRUCT_TRANSPARENT, STRUCT_CYCLIC,
-                 ALW, NEV, RecordEF, TransparentEF, fcp, fci, gsm_response, tlv)
+                 ALW, NEV, fcp, fci, gsm_response, tlv)
 from .image import CardImage
 from .pin import PIN
 from .session import SessionLog, METHOD, EVENT
@@ -1009,4 +1009,4 @@ _INTERINDUSTRY = {
     INS_MANAGE_CHANNEL: CardOS._manage_channel,
 }
 
-__all__ = ["CardOS", "Channel", "TransparentEF", "RecordEF"]
+__all__ = ["CardOS", "Channel"]
