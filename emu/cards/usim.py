@@ -9,8 +9,8 @@
 File tree::
 
   3F00 MF
-    2F00 EF DIR         linear fixed, the USIM application record
-    2FE2 EF ICCID       10 bytes, BCD with swapped nibbles
+    2F00 EF DIR         linear fixed, the USIM application record (SFI 1E)
+    2FE2 EF ICCID       10 bytes, BCD with swapped nibbles (SFI 02)
     7F10 DF Telecom
       6F3A EF ADN       N records (default 250) of X+14 bytes (default 30)
       5F3A DF Phonebook
@@ -19,7 +19,7 @@ File tree::
     7F20 DF GSM
       6F07 EF IMSI
     7FF0 ADF USIM       AID A0 00 00 00 87 10 02 ...
-      6F07 EF IMSI      the same content as 7F20/6F07
+      6F07 EF IMSI      the same content as 7F20/6F07 (SFI 07)
 
 PIN1 (01, CHV1) guards reading and updating the phone book and the IMSI; it
 is disabled by default so the phone book reads as on most phones' SIMs.
@@ -269,9 +269,11 @@ def build_usim_tree(records=DEFAULT_RECORDS, record_length=DEFAULT_RECORD_LENGTH
     if not 14 <= record_length <= 255:
         raise UsimError("ADN records of 14..255 bytes", name="BAD_ENTRY")
     mf = DF(0x3F00, name="MF", pins=(PIN1,))
+    # TS 102 221 §13: SFI 1E for EF DIR, 02 for EF ICCID; TS 31.102 §4.2: 07 for EF IMSI
     mf.add(RecordEF(FID_DIR, 32, 2, [_dir_record(USIM_AID, "USIM", 32)], name="EF DIR",
-                    update=NEV))
-    mf.add(TransparentEF(FID_ICCID, data=encode_iccid(iccid), name="EF ICCID", update=NEV))
+                    sfi=0x1E, update=NEV))
+    mf.add(TransparentEF(FID_ICCID, data=encode_iccid(iccid), name="EF ICCID", sfi=0x02,
+                         update=NEV))
     telecom = mf.add(DF(FID_TELECOM, name="DF TELECOM", pins=(PIN1,)))
     adn_records = [b""] * records
     for entry in contacts:
@@ -296,7 +298,7 @@ def build_usim_tree(records=DEFAULT_RECORDS, record_length=DEFAULT_RECORD_LENGTH
     ef_imsi = gsm.add(TransparentEF(FID_IMSI, data=encode_imsi(imsi), name="EF IMSI",
                                     read=PIN1, update=NEV))
     adf = mf.add(DF(FID_ADF_USIM, name="ADF USIM", aid=USIM_AID, pins=(PIN1, PIN2)))
-    adf.add(ef_imsi.linked(FID_IMSI, name="EF IMSI", read=PIN1, update=NEV))
+    adf.add(ef_imsi.linked(FID_IMSI, name="EF IMSI", sfi=0x07, read=PIN1, update=NEV))
     return mf
 
 

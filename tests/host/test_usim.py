@@ -124,7 +124,7 @@ def test_ef_dir_leads_to_the_usim_application():
     c = card()
     t = c.process_apdu
     assert t(h("00A4000402 2F00 00")) == h(
-        "6217 8205 4221 0020 02 8302 2F00 8A01 05 8C03 03FF00 8002 0040 9000")
+        "621A 8205 4221 0020 02 8302 2F00 8A01 05 8C03 03FF00 8002 0040 8801 F0 9000")
     rec = t(h("00B2010420"))
     assert rec[:-2] == h("6118 4F10") + USIM_AID + h("5004") + b"USIM" + b"\xff" * 6
     aid = rec[4:20]
@@ -133,12 +133,21 @@ def test_ef_dir_leads_to_the_usim_application():
     # PIN status template: PIN1 disabled (bit clear), PIN2 enabled
     assert h("C609 900140 830101 830181") in fcp
     assert t(h("00A4040C07 A0000000871002")) == h("9000")          # right-truncated AID
+    assert t(h("00B0870009")) == h("08 0910101032547698 9000")       # EF IMSI by SFI 07
     assert t(h("00A4000402 6F07 00"))[-2:] == h("9000")
     assert t(h("00B0000009")) == h("08 0910101032547698 9000")       # IMSI 001010123456789
     assert t(h("00A4000C02 7FFF")) == h("9000")
     assert t(h("80F2000000"))[:2] == h("622B")                     # STATUS: the ADF's FCP
     assert t(h("80F2000100")) == h("8410") + USIM_AID + h("9000")
     assert t(h("00F2000000")) == h("6E00")
+
+
+def test_short_file_identifiers_from_the_mf():
+    c = card()
+    t = c.process_apdu
+    assert t(h("00B082000A")) == h("9888 1201 0000 1032 54F6 9000")   # EF ICCID, SFI 02
+    assert t(h("00B201F420"))[:4] == h("6118 4F10")                    # EF DIR, SFI 1E
+    assert c.channels[0].ef.fid == 0x2F00
 
 
 def test_pbr_points_at_the_same_adn_as_telecom():
