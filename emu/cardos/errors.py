@@ -15,7 +15,9 @@ class CardOSError(CcidkitError):
     ``name`` is one of: BAD_FILE (a file definition that makes no sense),
     FILE_EXISTS, BAD_PIN (a PIN definition), IMAGE_CORRUPT (a card image
     that is not ours or cannot be decoded), IMAGE_IO (the image cannot be
-    written), UNKNOWN_CARD (make_card with a name the registry lacks).
+    written), UNKNOWN_CARD (make_card with a name the registry lacks, or a
+    card whose module is not there), BAD_OPTION (an option the card does not
+    take), NO_IMAGE (an image for a card that keeps nothing), BAD_ATR.
     """
 
 

@@ -101,5 +101,8 @@ class EsimCard:
             card.close()
 
 
+CARD_CLASS = EsimCard
+
+
 def make(image=None, **options):
     return EsimCard(image=image, **options)

@@ -347,5 +347,8 @@ class UsimCard(CardOS):
         return out
 
 
+CARD_CLASS = UsimCard
+
+
 def make(image=None, **options):
     return UsimCard(image=image, **options)

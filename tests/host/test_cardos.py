@@ -548,3 +548,39 @@ def test_bad_definitions():
     with pytest.raises(CardOSError):
         PIN(1, "123456789")
     assert "1234" not in repr(PIN(1, "1234"))
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+def test_registry_makes_cards_by_name():
+    from ccidkit.emu.cards import card_names, make_card
+    from ccidkit.emu.card.minicard import MiniCard
+    from ccidkit.emu.cards.esim import EsimCard
+    from ccidkit.emu.cards.usim import UsimCard
+    assert {"usim", "esim", "mini", "auth"} <= set(card_names())
+    assert isinstance(make_card("usim", records=3), UsimCard)
+    assert isinstance(make_card("esim", ports=1), EsimCard)
+    mini = make_card("mini", protocols=(1,))
+    assert isinstance(mini, MiniCard) and parse_atr(mini.atr).protocols == [1]
+
+
+@pytest.mark.parametrize("name,kw,err", [
+    ("nosuch", {}, "UNKNOWN_CARD"),
+    ("usim", {"recrods": 3}, "BAD_OPTION"),
+    ("esim", {"port": 2}, "BAD_OPTION"),
+    ("mini", {"colour": "red"}, "BAD_OPTION"),
+    ("mini", {"image": "x.json"}, "NO_IMAGE"),
+])
+def test_registry_refusals(name, kw, err):
+    from ccidkit.emu.cards import make_card
+    with pytest.raises(CardOSError) as e:
+        make_card(name, **kw)
+    assert e.value.name == err
+
+
+def test_registry_card_whose_module_is_missing(monkeypatch):
+    from ccidkit.emu import cards
+    monkeypatch.setitem(cards.CARDS, "later", ("ccidkit.emu.cards.later_card", "not yet"))
+    with pytest.raises(CardOSError) as e:
+        cards.make_card("later")
+    assert e.value.name == "UNKNOWN_CARD" and "emu/cards/later_card.py" in str(e.value)
