@@ -386,7 +386,9 @@ class Vicc:
 
     def remove(self):
         """Take the card out: close the connection, stay away until insert()."""
-        self._inserted.clear()
+        with self._lock:
+            # under the lock: a connection being set up sees the flag first
+            self._inserted.clear()
         self._drop()
 
     def insert(self):
@@ -428,10 +430,10 @@ class Vicc:
             conn = self._accept() if self.listening else self._connect()
             if conn is None:
                 continue
-            if not self._inserted.is_set():
-                conn.close()
-                continue
             with self._lock:
+                if not self._inserted.is_set():
+                    conn.close()       # removed while connecting
+                    continue
                 self._conn = conn
                 self.connections += 1
                 self._lock.notify_all()
