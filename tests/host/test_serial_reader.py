@@ -138,3 +138,59 @@ def test_damaged_frames_get_a_nak_and_noise_is_ignored():
     got = _answers(link.receive(encode_frame(GET_SLOT_STATUS)))
     assert got[0] == ("ccid", GET_SLOT_STATUS)
     assert got[1][1][0] == C.RDR_to_PC_SlotStatus and got[1][1][6] == 0x07
+
+
+def _read_events(fd, want, timeout=10.0):
+    import os
+    import select
+    import time
+    dec = Decoder(65536)
+    events = []
+    deadline = time.monotonic() + timeout
+    while len(events) < want:
+        left = deadline - time.monotonic()
+        assert left > 0, events
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            events += dec.feed(os.read(fd, 4096))
+    return events
+
+
+def test_cli_serves_a_pty_like_a_gempc_twin():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tty
+    ccidkit = os.path.join(os.path.dirname(sys.executable), "ccidkit")
+    proc = subprocess.Popen([ccidkit, "serial-reader", "--card", "mini", "--empty"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        device = proc.stdout.readline().strip()
+        assert device.startswith("/dev/pts/")
+        conf = [proc.stdout.readline() for _ in range(4)][1:]
+        assert conf == ['FRIENDLYNAME  "GemPCTwin serial"\n',
+                        "DEVICENAME    %s:GemPCTwin\n" % device,
+                        "LIBPATH       /usr/lib/pcsc/drivers/serial/libccidtwin.so\n"]
+        fd = os.open(device, os.O_RDWR | os.O_NOCTTY)
+        try:
+            tty.setraw(fd)
+            os.write(fd, encode_frame(ESCAPE_VERSION))
+            echo, answer = _read_events(fd, 2)
+            assert echo == SerialEvent("ccid", ESCAPE_VERSION)
+            assert answer.data[10:] == b"GemTwin V1.10"
+            os.write(fd, encode_frame(GET_SLOT_STATUS))
+            echo, answer = _read_events(fd, 2)
+            assert answer.data[0] == C.RDR_to_PC_SlotStatus
+            assert C.icc_status(answer.data[7]) == C.ICC_STATUS_NOT_PRESENT
+        finally:
+            os.close(fd)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()
