@@ -48,6 +48,7 @@ class CardRequest:
         self.hcontext = None
         self.states = {}        # reader name -> last dwEventState
         self.cards = None       # cards seen at the last waitforcardevent
+        self.atrs = {}          # reader name -> (card event count, last ATR seen)
 
     def _context(self):
         if self.hcontext is None:
@@ -86,8 +87,15 @@ class CardRequest:
     def _present(self, looked):
         cards = []
         for name, ev, atr in looked:
-            if ev & _s.SCARD_STATE_PRESENT and not ev & _s.SCARD_STATE_MUTE and atr:
-                cards.append(Card(name, list(atr)))
+            if not ev & _s.SCARD_STATE_PRESENT or ev & _s.SCARD_STATE_MUTE:
+                continue
+            events = ev >> 16
+            if atr:
+                self.atrs[name] = (events, list(atr))
+            elif self.atrs.get(name, (None,))[0] == events:
+                # the same card, unpowered since (SCARD_UNPOWER_CARD): its ATR is known
+                atr = self.atrs[name][1]
+            cards.append(Card(name, list(atr)))
         return cards
 
     def _left_ms(self, deadline):
