@@ -385,3 +385,76 @@ def test_card_specs():
         with pytest.raises(ro.ReaderOptionsError) as e:
             ro.choose_reader(names, bad)
         assert e.value.name == "UNKNOWN_READER"
+
+
+def test_reconnect_and_exclusive_mode():
+    mgr = emulated_manager("gemalto-pctwin")
+    with shim_loader.activated(mgr):
+        from smartcard.System import readers
+        from smartcard.CardConnection import CardConnection
+        from smartcard.Exceptions import CardConnectionException
+        from smartcard import scard
+        r = readers()[0]
+        a = r.createConnection()
+        a.connect(mode=scard.SCARD_SHARE_EXCLUSIVE, disposition=scard.SCARD_LEAVE_CARD)
+        b = r.createConnection()
+        with pytest.raises(CardConnectionException) as e:
+            b.connect()
+        assert e.value.hresult == scard.SCARD_E_SHARING_VIOLATION
+        assert "Unable to connect with protocol: T0 or T1." in str(e.value)
+        a.reconnect(protocol=CardConnection.T0_protocol)       # warm reset, shared
+        assert a.getProtocol() == CardConnection.T0_protocol
+        b.connect()
+        assert b.transmit(SELECT_AID)[1:] == (0x61, 0x18)
+        b.release()
+        assert b.hcard is None and b.hcontext is None
+        a.disconnect()
+        a.disconnect()                   # twice: nothing more to do, as pyscard
+
+
+def test_pyscard_run_without_emulated_uses_libusb_and_warns(tmp_path):
+    script = tmp_path / "count.py"
+    script.write_text("import sys\nfrom smartcard.System import readers\n"
+                      "print('readers', len(readers()))\n"
+                      "import smartcard\nprint(smartcard.__file__)\nsys.exit(3)\n")
+    p = _pyscard_run(str(script))
+    assert p.returncode == 3
+    out = p.stdout.splitlines()
+    assert out[0] == "readers 0" and out[1].startswith(SHIM_DIR)
+    assert "warning: no reader" in p.stderr and "libusb" in p.stderr
+
+
+from hypothesis import given, strategies as st   # noqa: E402
+
+
+@given(st.lists(st.integers(0, 255), max_size=300))
+def test_scard_transmit_any_apdu_gives_status_and_list(apdu):
+    mgr = _HYP_MGR[0]
+    with shim_loader.activated(mgr):
+        from smartcard import scard
+        hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        hr, names = scard.SCardListReaders(ctx, [])
+        hr, h, proto = scard.SCardConnect(ctx, names[0], scard.SCARD_SHARE_SHARED,
+                                          scard.SCARD_PROTOCOL_ANY)
+        assert hr == 0
+        hr, rsp = scard.SCardTransmit(h, scard.SCARD_PCI_T0, apdu)
+        assert isinstance(hr, int) and isinstance(rsp, list)
+        if hr == 0:
+            assert len(rsp) >= 2
+        else:
+            assert rsp == [] and scard.SCardGetErrorMessage(hr)
+        scard.SCardDisconnect(h, scard.SCARD_LEAVE_CARD)
+        scard.SCardReleaseContext(ctx)
+
+
+_HYP_MGR = [emulated_manager("gemalto-pctwin")]
+
+
+@given(st.text(max_size=40))
+def test_to_bytes_any_text(text):
+    from ccidkit.core.host.pyscard_shim import util
+    try:
+        out = util.toBytes(text)
+    except TypeError:
+        return
+    assert out == list(bytes.fromhex(text))
