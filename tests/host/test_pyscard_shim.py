@@ -458,3 +458,45 @@ def test_to_bytes_any_text(text):
     except TypeError:
         return
     assert out == list(bytes.fromhex(text))
+
+
+ATRS = [
+    list(MiniCard().atr),
+    list(make_card("usim").atr),
+    [0x3B, 0xDC, 0x96, 0xFF, 0x81, 0x11, 0xFE, 0x80, 0x31, 0xC8, 0x54, 0x43, 0x56, 0x35, 0x07,
+     0x73, 0xFF, 0xA1, 0xC0, 0x3C],
+    [0x3B, 0x02, 0x14, 0x50],
+    [0x3F, 0x65, 0x25, 0x08, 0x31, 0x04, 0x6C, 0x90, 0x00],
+]
+
+
+def test_atr_object_matches_pyscard():
+    from smartcard.ATR import ATR as Real
+    from ccidkit.core.host.pyscard_shim.ATR import ATR
+    from ccidkit.core.host.pyscard_shim.Exceptions import SmartcardException
+    for a in ATRS:
+        r, s = Real(a), ATR(a)
+        for name in ("TS", "T0", "K", "TA", "TB", "TC", "TD", "historicalBytes", "TCK", "FI",
+                     "DI", "N", "PI1", "II", "interfaceBytesCount"):
+            assert getattr(s, name) == getattr(r, name), (a, name)
+        for name in ("getSupportedProtocols", "getBitRateFactor", "getClockRateConversion",
+                     "isT0Supported", "isT1Supported", "isT15Supported", "getTA1", "getTD1",
+                     "getHistoricalBytes", "getChecksum", "getProgrammingVoltage"):
+            assert getattr(s, name)() == getattr(r, name)(), (a, name)
+        assert str(s) == str(r)
+        assert s.render().splitlines()[0].startswith("ATR: ")
+    for bad in ([], [0x3B], [0x12, 0x00]):
+        with pytest.raises(SmartcardException):
+            ATR(bad)
+
+
+@given(st.lists(st.integers(0, 255), max_size=40))
+def test_atr_any_bytes(data):
+    from ccidkit.core.host.pyscard_shim.ATR import ATR
+    from ccidkit.core.host.pyscard_shim.Exceptions import SmartcardException
+    try:
+        a = ATR(data)
+    except SmartcardException:
+        return
+    assert a.atr == data and isinstance(a.getSupportedProtocols(), dict)
+    a.render()

@@ -4,7 +4,7 @@ only while activated (see ccidkit.core.host.shim_loader and ``ccidkit pyscard-ru
 Modules: System (readers), CardConnection (connect, transmit, control, getATR),
 scard (the flat SCard* functions and constants), util (toHexString, toBytes,
 toASCIIString), Exceptions, Card, CardType, CardRequest, CardMonitoring,
-CardConnectionObserver. Behaviour follows pyscard 2.x for what is there.
+CardConnectionObserver, ATR. Behaviour follows pyscard 2.x for what is there.
 """
 
 from .System import listReaders
