@@ -13,8 +13,6 @@ empty slot) in that slot of every emulated reader, or in every slot without
 SLOT; later options win. With no ``--card`` every slot holds a MiniCard.
 """
 
-import time
-
 from ..errors import CcidkitError
 from .. import pcsc
 
@@ -195,18 +193,3 @@ def choose_reader(names, spec):
     raise ReaderOptionsError("%d readers match %r: be more precise" % (len(hits), spec), None,
                              "UNKNOWN_READER")
 
-
-class RealTime:
-    """Waits in the host's time for managers whose readers live in emulated time:
-    ``wait(ms)`` sleeps what a call that returned early did not spend."""
-
-    def __init__(self):
-        self.start = time.monotonic()
-
-    def elapsed(self):
-        return time.monotonic() - self.start
-
-    def sleep_rest(self, began, ms):
-        left = ms / 1000.0 - (time.monotonic() - began)
-        if left > 0:
-            time.sleep(left)
