@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -500,3 +501,26 @@ def test_atr_any_bytes(data):
         return
     assert a.atr == data and isinstance(a.getSupportedProtocols(), dict)
     a.render()
+
+
+from ccidkit.emu.pcscd import pcscd_vpcd  # noqa: E402,F401  (module fixture: a private pcscd)
+
+
+def test_the_same_script_under_real_pyscard_and_pcscd(pcscd_vpcd):
+    # the script is plain pyscard: the real one, through pcscd + vpcd, prints the same records
+    vicc = pcscd_vpcd.vicc(make_card("usim"))
+    try:
+        p = None
+        for _ in range(50):
+            p = subprocess.run([sys.executable, SCRIPT], capture_output=True, text=True,
+                               timeout=120, env=pcscd_vpcd.client_env())
+            if "records" in p.stdout or p.returncode not in (0, 1):
+                break
+            time.sleep(0.2)              # the card is not in the reader yet
+    finally:
+        vicc.stop()
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout.splitlines()
+    assert out[1] == "using: Virtual PCD 00 00"
+    assert [x for x in out if x.startswith("record ")] == USIM_RECORDS
+    assert out[-1] == "used records: 5"
