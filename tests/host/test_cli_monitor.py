@@ -17,6 +17,12 @@ MINI_ATR = " ".join("%02X" % b for b in MiniCard().atr)
 USIM_ATR = " ".join("%02X" % b for b in make_card("usim").atr)
 
 
+def _skip_if_real_readers():
+    from ccidkit.core.host.pyusb_transport import find_readers
+    if find_readers():
+        pytest.skip("this machine has real CCID readers")
+
+
 def _lines(capsys):
     return capsys.readouterr().out.splitlines()
 
@@ -86,6 +92,7 @@ def test_timeout_without_timeline_and_real_readers(capsys):
     assert main(["monitor", "--emulated", "cherry-st", "--timeout", "0.2"]) == 0
     out = _lines(capsys)
     assert len(out) == 2 and out[0].startswith("reader added: Cherry")
+    _skip_if_real_readers()
     assert main(["monitor", "--timeout", "0.1"]) == 0
     err = capsys.readouterr().err
     assert "no reader" in err and "libusb" in err

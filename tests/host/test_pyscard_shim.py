@@ -414,6 +414,9 @@ def test_reconnect_and_exclusive_mode():
 
 
 def test_pyscard_run_without_emulated_uses_libusb_and_warns(tmp_path):
+    from ccidkit.core.host.pyusb_transport import find_readers
+    if find_readers():
+        pytest.skip("this machine has real CCID readers")
     script = tmp_path / "count.py"
     script.write_text("import sys\nfrom smartcard.System import readers\n"
                       "print('readers', len(readers()))\n"
