@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="python3 python3-venv python3-dev gcc make git \
-  gnu-efi qemu-system-x86 ovmf mtools dosfstools \
+  gnu-efi qemu-system-x86 ovmf mtools dosfstools sbsigntool \
   pcscd libccid vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig"
 
 SUDO=""
