@@ -41,7 +41,7 @@ from ccidkit.core import part10
 from ccidkit.core.part10 import Part10Error
 from ccidkit.uefi.fw.efi_status import (
     EFI_SUCCESS, EFI_INVALID_PARAMETER, EFI_UNSUPPORTED, EFI_BUFFER_TOO_SMALL, EFI_NOT_READY,
-    EFI_DEVICE_ERROR, EFI_ACCESS_DENIED, EFI_TIMEOUT, EFI_NO_MEDIA, EFI_PROTOCOL_ERROR,
+    EFI_DEVICE_ERROR, EFI_ACCESS_DENIED, EFI_TIMEOUT, EFI_NO_MEDIA, EFI_PROTOCOL_ERROR, EfiError,
 )
 
 # UEFI 2.10 §35.6.1: EFI_SMART_CARD_READER_PROTOCOL_GUID
@@ -547,7 +547,7 @@ class EFI_SMART_CARD_READER_PROTOCOL:
             return EFI_DEVICE_ERROR, OutBufferLength
         try:
             value = self._attribute(Attrib)
-        except _AttribStatus as e:
+        except EfiError as e:
             return e.status, OutBufferLength
         if len(value) > OutBufferLength:
             return EFI_BUFFER_TOO_SMALL, len(value)
@@ -567,7 +567,7 @@ class EFI_SMART_CARD_READER_PROTOCOL:
             return _dword((t.bcd_device or 0) << 16)
         if a == SCARD_ATTR_VENDOR_IFD_SERIAL_NO:
             if not t.serial:
-                raise _AttribStatus(EFI_UNSUPPORTED)
+                raise EfiError("attribute 0x%08X not supported" % a, EFI_UNSUPPORTED)
             return t.serial.encode()
         if a == SCARD_ATTR_CHANNEL_ID:
             return _dword(0x00200000 | ((t.bus & 0xFF) << 8) | (t.address & 0xFF))
@@ -595,9 +595,9 @@ class EFI_SMART_CARD_READER_PROTOCOL:
                  SCARD_ATTR_CURRENT_D, SCARD_ATTR_CURRENT_IFSC, SCARD_ATTR_CURRENT_IFSD):
             # "Attrib value requires" a card (EFI_NO_MEDIA) / a powered card (EFI_NOT_READY)
             if not s.present:
-                raise _AttribStatus(EFI_NO_MEDIA)
+                raise EfiError("no card", EFI_NO_MEDIA)
             if not s.powered:
-                raise _AttribStatus(EFI_NOT_READY)
+                raise EfiError("card not powered", EFI_NOT_READY)
             if a == SCARD_ATTR_ATR_STRING:
                 return bytes(s.atr)
             if a == SCARD_ATTR_CURRENT_F:
@@ -605,19 +605,13 @@ class EFI_SMART_CARD_READER_PROTOCOL:
             if a == SCARD_ATTR_CURRENT_D:
                 return _dword(s.di)
             if s.protocol is None:
-                raise _AttribStatus(EFI_NOT_READY)
+                raise EfiError("card not powered", EFI_NOT_READY)
             if a == SCARD_ATTR_CURRENT_PROTOCOL_TYPE:
                 return _dword(protocol_bit(s.protocol))
             if s.t1 is None:
-                raise _AttribStatus(EFI_UNSUPPORTED)      # IFSC/IFSD: T=1 at TPDU level only
+                raise EfiError("IFSC/IFSD: T=1 at TPDU level only", EFI_UNSUPPORTED)
             return _dword(s.t1.ifsc if a == SCARD_ATTR_CURRENT_IFSC else s.t1.ifsd)
-        raise _AttribStatus(EFI_UNSUPPORTED)
-
-
-class _AttribStatus(Exception):
-    def __init__(self, status):
-        Exception.__init__(self, status)
-        self.status = status
+        raise EfiError("attribute 0x%08X not supported" % a, EFI_UNSUPPORTED)
 
 
 def _dword(v):
