@@ -924,12 +924,15 @@ class Reader:
         desc = self.descriptor
         atr = s.parsed_atr
         last = None
+        # the power-off below makes the slot forget its class: keep it here
+        select = s.power_select
         for i in range(start, len(cands)):
             fi, di = cands[i]
             if i > 0:
                 # §9.3: a failed PPS leaves the card in an unknown state: reset it
                 yield Cmd(PC_to_RDR_IccPowerOff, timeout_ms=self.timeout_ms)
-                yield from self._power_on_gen(s, [s.power_select or 0])
+                yield from self._power_on_gen(
+                    s, [select] if select is not None else self.power_selects())
                 atr = s.parsed_atr
             ok = True
             if host_pps:
