@@ -515,3 +515,10 @@ def test_helpers():
     assert "VSC_TOO_LONG" in contract.names_for("vscard.")
     assert contract.exceptions_for("usbredir.") == ["UsbredirError"]
     assert "T1_RESYNCHED" in contract.names_for("T1Reader.")
+
+
+def test_errors_doc_is_current():
+    from ccidkit.scripts import cmd_errors_doc
+    with open(cmd_errors_doc.DEFAULT_PATH, encoding="utf-8") as f:
+        assert f.read() == cmd_errors_doc.render()
+    assert "| `parse_atr(data)` | no bytes | ATRError | ATR_EMPTY |" in cmd_errors_doc.render()
