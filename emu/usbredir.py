@@ -698,7 +698,7 @@ class UsbredirServer:
         items = []
         for k in ("endpoint", "status", "length", "request", "requesttype", "value", "index",
                   "configuration", "interface", "alt", "speed", "vendor_id", "product_id"):
-            if k in packet.fields:
+            if isinstance(packet.fields.get(k), int):
                 items.append("%s=%s" % (k, packet.fields[k]))
         if packet.type == HELLO:
             items.append("version=%r caps=0x%X" % (packet.fields.get("version"),

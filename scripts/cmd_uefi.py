@@ -48,6 +48,8 @@ def register(sub):
     r.add_argument("app_args", nargs="*", metavar="APP_ARG",
                    help="arguments for the app (after --)")
     r.set_defaults(func=run_vm)
+    from ccidkit.emu import vm_readers
+    vm_readers.add_arguments(r, run_vm)     # --reader / --card / --events around run_vm
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
