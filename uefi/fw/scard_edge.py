@@ -48,7 +48,7 @@ from ccidkit.uefi.fw import efi
 from ccidkit.uefi.fw import scard_reader as R
 from ccidkit.uefi.fw.efi_status import (
     EFI_SUCCESS, EFI_INVALID_PARAMETER, EFI_UNSUPPORTED, EFI_BUFFER_TOO_SMALL, EFI_NOT_FOUND,
-    EFI_DEVICE_ERROR, EFI_ACCESS_DENIED, EFI_NO_MEDIA, EFI_NOT_READY, EfiError,
+    EFI_DEVICE_ERROR, EFI_ACCESS_DENIED, EFI_NO_MEDIA, EFI_NOT_READY, EfiError, status_name,
 )
 
 # UEFI 2.10 §35.6.2
@@ -144,6 +144,9 @@ RAPDU_SIZE = 4096 + 2
 
 class EdgeError(EfiError):
     """A failure inside the Edge driver; ``status`` is the EFI_STATUS it returns."""
+
+    def __init__(self, message, status=EFI_DEVICE_ERROR):
+        EfiError.__init__(self, message, status, status_name(status))
 
 
 # ---------------------------------------------------------------- BER / DER helpers
@@ -391,16 +394,21 @@ class EFI_SMART_CARD_EDGE_PROTOCOL:
     OAEP, which hash inside the padding; without one of them those paddings
     answer EFI_UNSUPPORTED (PKCS #1 v1.5, ECDSA and ECDH hash nothing here)."""
 
-    def __init__(self, readers=None, random_bytes=None, hash_functions=None):
+    def __init__(self, readers=None, random_bytes=None, hash_functions=None, log=None):
         if readers is None:
             readers = R.locate_readers()
         self.readers = list(readers)
         self.random_bytes = random_bytes if random_bytes is not None else efi.random_bytes
         self.hash_functions = hash_functions or {}
+        self.log = log
         self.cards = {}              # reader index -> _Card
         self.handles = {}            # SCardHandle -> _Card
         self._next = 0x5C00
         self._rapdu = bytearray(RAPDU_SIZE)
+
+    def _note(self, line):
+        if self.log is not None:
+            self.log(line)
 
     # ------------------------------------------------------------------ APDUs
 
@@ -467,11 +475,13 @@ class EFI_SMART_CARD_EDGE_PROTOCOL:
             st, proto = sc.SCardConnect(R.SCARD_AM_CARD, R.SCARD_CA_NORESET,
                                         R.SCARD_PROTOCOL_T0 | R.SCARD_PROTOCOL_T1)
         if st != EFI_SUCCESS:
+            self._note("%s: SCardConnect: %s" % (sc.name, status_name(st)))
             return None
         card = _Card(sc)
         try:
             rsp, sw = self._command(card, 0x00, 0xA4, 0x04, 0x00, PIV_SELECT_AID)
             if sw != SW_OK:
+                self._note("%s: not a PIV card (SELECT %04X)" % (sc.name, sw))
                 sc.SCardDisconnect(R.SCARD_CA_NORESET)
                 return None
             apt = tlv_find(rsp, 0x61)
@@ -485,7 +495,8 @@ class EFI_SMART_CARD_EDGE_PROTOCOL:
                 if guid is not None and len(guid) == SCARD_CSN_SIZE:
                     card.csn = guid
             self._remaining(card)
-        except EdgeError:
+        except EdgeError as e:
+            self._note("%s: %s" % (sc.name, e))
             sc.SCardDisconnect(R.SCARD_CA_NORESET)
             return None
         self.cards[index] = card

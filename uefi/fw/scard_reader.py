@@ -470,6 +470,7 @@ class EFI_SMART_CARD_READER_PROTOCOL:
         try:
             rsp = self.reader.transmit(self.slot, bytes(CAPDU[:CAPDULength]))
         except ReaderError as e:
+            self.reader.log("%s: SCardTransmit: %s" % (self.name, e))
             return status_from_reader_error(e), RAPDULength
         finally:
             self.busy = False
@@ -618,10 +619,16 @@ def _dword(v):
     return struct.pack("<I", v & 0xFFFFFFFF)
 
 
-def locate_readers(transports=None, log=None, **reader_options):
+def locate_readers(transports=None, log=None, settle=True, **reader_options):
     """One EFI_SMART_CARD_READER_PROTOCOL per slot of every CCID reader, reader
     names numbered as pcsc-lite does (``Name 00 00``). ``transports`` default:
-    the firmware's (uefi/fw/usb_transport.find_readers())."""
+    the firmware's (uefi/fw/usb_transport.find_readers()).
+
+    ``settle``: after the slot states are read, take the NotifySlotChange a
+    reader still holds from before (QEMU's usb-ccid keeps its insertion
+    message until the first interrupt poll, up to one bInterval later),
+    waiting at most one interrupt interval: read later, it would look like a
+    card swapped in the middle of a connection."""
     if transports is None:
         from ccidkit.uefi.fw.usb_transport import find_readers
         transports = find_readers()
@@ -630,8 +637,15 @@ def locate_readers(transports=None, log=None, **reader_options):
     for t in transports:
         try:
             r = Reader(t, log=log, **reader_options).open()
-        except ReaderError:
+        except ReaderError as e:
+            if log is not None:
+                log("cannot use reader %04X:%04X: %s" % (t.vid, t.pid, e))
             continue
+        if settle and t.has_interrupt:
+            try:
+                r.poll_events(getattr(t, "int_interval", 0) or 0)
+            except ReaderError:
+                pass
         base = base_name(t)
         for s in range(len(r.slots)):
             out.append(EFI_SMART_CARD_READER_PROTOCOL(r, s, slot_name(base, index, s)))

@@ -38,7 +38,10 @@ EFI_USB_ERR_TIMEOUT = 0x40
 
 POLL_STEP_MS = 10            # interrupt-IN: one look at the queue per step
 MAX_BULK_TIMEOUT_MS = 600000     # the runtime's limit for one transfer
-MAX_BULK_IN = 65600              # the runtime's largest bulk-IN transfer
+# One bulk-IN transfer asks for at most this much (a multiple of every bulk
+# wMaxPacketSize): OVMF's xHCI answers nothing to a request over 64 KiB (one
+# TRB), and the driver reassembles longer messages from several transfers.
+MAX_BULK_IN = 4096
 MAX_OUT_PIECES = 64              # bulk-OUT: partial writes accepted for one message
 MAX_STRING = 255                 # a string descriptor is at most 255 bytes
 
@@ -136,6 +139,10 @@ class EfiUsbTransport(Transport):
         self._gone = False
         self._closed = False
         self._langid = None
+        self.string_error = None      # why the last string descriptor could not be read
+        self.trace = None             # trace(direction, data): bulk traffic, for debugging
+        self.trailing_dropped = 0     # bytes dropped after a message in its transfer
+        self._rx_left = 0             # bytes of the current message still to come
         self.manufacturer = self._string(d[14] if len(d) >= 15 else 0)
         self.product = self._string(d[15] if len(d) >= 16 else 0)
         self.serial = self._string(d[16] if len(d) >= 17 else 0)
@@ -165,12 +172,18 @@ class EfiUsbTransport(Transport):
             return None
         try:
             if self._langid is None:
-                # USB 2.0 §9.6.7: string 0 lists the LANGIDs
-                raw = efi.usb_control(self.handle, 0x80, 6, 0x0300, 0, MAX_STRING, 1000)
+                # USB 2.0 §9.6.7: string 0 lists the LANGIDs; the first one is used
+                raw = efi.usb_control(self.handle, 0x80, 6, 0x0300, 0, 4, 1000)
                 self._langid = (raw[2] | (raw[3] << 8)) if len(raw) >= 4 else 0x0409
-            raw = efi.usb_control(self.handle, 0x80, 6, 0x0300 | (index & 0xFF), self._langid,
-                                  MAX_STRING, 1000)
-        except efi.EfiError:
+            # bLength first, then exactly that much: a control read answered
+            # with less than wLength is an error on some firmware
+            wv = 0x0300 | (index & 0xFF)
+            head = efi.usb_control(self.handle, 0x80, 6, wv, self._langid, 2, 1000)
+            if len(head) < 2 or head[0] < 2:
+                return None
+            raw = efi.usb_control(self.handle, 0x80, 6, wv, self._langid, head[0], 1000)
+        except efi.EfiError as e:
+            self.string_error = e
             return None
         if len(raw) < 2 or raw[1] != 3:
             return None
@@ -211,6 +224,8 @@ class EfiUsbTransport(Transport):
         data = bytes(data)
         pos = 0
         for _ in range(MAX_OUT_PIECES):
+            if self.trace is not None:
+                self.trace("->", data[pos:])
             try:
                 n = efi.usb_bulk_out(self.handle, self.ep_out & 0x7F, data[pos:], _ms(timeout_ms))
             except efi.EfiError as e:
@@ -227,9 +242,39 @@ class EfiUsbTransport(Transport):
         n = int(max_len)
         n = 1 if n < 1 else (n if n < MAX_BULK_IN else MAX_BULK_IN)
         try:
-            return efi.usb_bulk_in(self.handle, self.ep_in, n, _ms(timeout_ms))
+            data = efi.usb_bulk_in(self.handle, self.ep_in, n, _ms(timeout_ms))
         except efi.EfiError as e:
+            self._rx_left = 0
+            if self.trace is not None:
+                self.trace("<-", e.name)
             raise self._fail(e)
+        if self.trace is not None:
+            self.trace("<-", data)
+        return self._frame(data)
+
+    def _frame(self, data):
+        """One bulk-IN transfer carries one CCID message (a short packet ends it,
+        CCID §5.2 / USB 2.0 §5.8.3): bytes past the message's dwLength in the same
+        transfer are dropped and counted in ``trailing_dropped``. QEMU's usb-ccid
+        sends RDR_to_PC_Parameters with dwLength 0 and the 7 bytes of
+        abProtocolDataStructure behind it; read as a stream, they would start the
+        next message."""
+        n = len(data)
+        if self._rx_left > 0:
+            if n <= self._rx_left:
+                self._rx_left -= n
+                return data
+            keep = self._rx_left
+        elif n >= 10:
+            keep = 10 + (data[1] | (data[2] << 8) | (data[3] << 16) | (data[4] << 24))
+            if n <= keep:
+                self._rx_left = keep - n
+                return data
+        else:
+            return data
+        self._rx_left = 0
+        self.trailing_dropped += n - keep
+        return data[:keep]
 
     def _poll_queue(self):
         try:
