@@ -701,6 +701,9 @@ def register_build(subparsers):
                    help="also embed this application (repeatable)")
     p.add_argument("--jobs", metavar="N", type=int, default=2,
                    help="parallel compilers (default 2)")
+    p.add_argument("--sign", metavar="KEY,CERT", default=None,
+                   help="also write esp-signed/, the ESP with BOOTX64.EFI signed by sbsign "
+                        "(UEFI Secure Boot; see ccidkit.emu.secureboot)")
     p.set_defaults(func=run_build)
     return p
 
@@ -715,4 +718,13 @@ def run_build(args):
     print("efi:  %s" % r.efi_path)
     print("esp:  %s" % r.esp_dir)
     print("img:  %s" % r.esp_img)
+    if getattr(args, "sign", None):
+        from ccidkit.emu import secureboot
+        try:
+            key, cert = secureboot.parse_sign_option(args.sign)
+            signed = secureboot.signed_esp(r, key, cert)
+        except secureboot.SecureBootError as e:
+            print("ccidkit uefi build: --sign: %s" % e, file=sys.stderr)
+            return 1
+        print("signed: %s" % signed)
     return 0
