@@ -9,6 +9,7 @@ import os
 import shutil
 
 import pytest
+from hypothesis import given, strategies as st
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -450,3 +451,59 @@ def test_certificate_key_and_ecdsa_conversion():
         E.ecdsa_der_to_raw(b"\x30\x03\x02\x01", 32)
     with pytest.raises(E.EdgeError):
         E.certificate_key(b"\x04\x00")
+
+
+# ================================================================ decoders on arbitrary bytes
+
+
+@given(st.binary(max_size=300))
+def test_decoders_return_a_value_or_edge_error(data):
+    for fn in (E.tlv_items, E.certificate_key, lambda d: E.ecdsa_der_to_raw(d, 32),
+               E.parse_credentials, E.eme_pkcs1_v15_decode,
+               lambda d: E.eme_oaep_decode(hashlib.sha256, 32, d)):
+        try:
+            fn(data)
+        except E.EdgeError:
+            pass
+
+
+@given(st.lists(st.tuples(st.integers(1, 0xFE).filter(lambda t: t & 0x1F != 0x1F),
+                          st.binary(max_size=300)), max_size=5))
+def test_tlv_round_trip(items):
+    raw = b"".join(E.tlv(t, v) for t, v in items)
+    assert E.tlv_items(raw) == items
+
+
+def test_paddings_match_cryptography():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(65537, 1024)
+    n = key.private_numbers().public_numbers.n
+    d = key.private_numbers().d
+    digest = hashlib.sha256(b"m").digest()
+    em = E.emsa_pkcs1_v15(E.HASHES[2][3], digest, 128)
+    sig = pow(int.from_bytes(em, "big"), d, n).to_bytes(128, "big")
+    key.public_key().verify(sig, b"m", padding.PKCS1v15(), hashes.SHA256())
+    em = E.emsa_pss(hashlib.sha256, 32, digest, 1024, os.urandom(32))
+    sig = pow(int.from_bytes(em, "big"), d, n).to_bytes(128, "big")
+    key.public_key().verify(sig, b"m", padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                                   salt_length=32), hashes.SHA256())
+    ct = key.public_key().encrypt(b"secret", padding.OAEP(padding.MGF1(hashes.SHA1()),
+                                                          hashes.SHA1(), None))
+    em = pow(int.from_bytes(ct, "big"), d, n).to_bytes(128, "big")
+    assert E.eme_oaep_decode(hashlib.sha1, 20, em) == b"secret"
+
+
+# ================================================================ the firmware app on CPython
+
+def test_facade_app_runs_over_the_stand_in_host(env, capsys):
+    from ccidkit.uefi.fw.apps import facade_tests
+    em, card, edge = env()
+    assert facade_tests.main([]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("facade: ")]
+    got = dict((l.split(" ")[1], l.split(" ")[2]) for l in lines)
+    assert got["done"] == "EFI_SUCCESS"
+    assert got["edge.sign"] == "EFI_SUCCESS" and got["edge.verify.right"] == "EFI_SUCCESS"
+    sig = bytes.fromhex([l for l in lines if l.startswith("facade: edge.sign EFI")][0].split()[3])
+    card.public_key(0x9A).verify(sig, facade_tests.CHALLENGE, padding.PKCS1v15(),
+                                 hashes.SHA256())
+    assert not [l for l in lines if "123456" in l]          # no PIN in the output

@@ -5,7 +5,7 @@ the PC/SC layer take the very code path they take inside UEFI."""
 import pytest
 
 from ccidkit.core import pcsc
-from ccidkit.core.driver import Reader, ReaderError, PROTOCOL_T0, PROTOCOL_T1
+from ccidkit.core.driver import Reader, ReaderError, PROTOCOL_T1
 from ccidkit.core.transport import (
     TransportError, TransportTimeout, TransportStall, ReaderRemoved,
 )

@@ -5,7 +5,6 @@ and the host checks every status and verifies the signature."""
 
 import hashlib
 
-import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
