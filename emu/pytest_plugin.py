@@ -34,6 +34,8 @@ import pytest
 
 from ccidkit.emu import qemu
 from ccidkit.emu.vscard import StubCard, VSCardServer
+# A private pcscd with vpcd readers, for tests that judge cards with real PC/SC software.
+from ccidkit.emu.pcscd import pcscd_vpcd  # noqa: F401  (re-exported fixture)
 
 CONSOLE_TAIL_LINES = 200
 
