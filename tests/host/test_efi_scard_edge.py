@@ -507,3 +507,14 @@ def test_facade_app_runs_over_the_stand_in_host(env, capsys):
     card.public_key(0x9A).verify(sig, facade_tests.CHALLENGE, padding.PKCS1v15(),
                                  hashes.SHA256())
     assert not [l for l in lines if "123456" in l]          # no PIN in the output
+
+
+def test_a_reader_held_through_the_reader_protocol_is_left_alone(env):
+    em, card, edge = env()
+    sc = edge.readers[0]
+    assert sc.SCardConnect(R.SCARD_AM_READER, 0, 0)[0] == EFI_SUCCESS
+    assert edge.GetContext(None, None, None, None)[3] == 0
+    assert edge.Connect() == (EFI_NO_MEDIA, None)
+    assert sc.connected and sc.access_mode == R.SCARD_AM_READER
+    sc.SCardDisconnect(R.SCARD_CA_NORESET)
+    assert edge.Connect()[0] == EFI_SUCCESS

@@ -479,3 +479,60 @@ def test_getattrib_device_error(make):
     em, sc = make()
     em.unplug()
     assert sc.SCardGetAttrib(R.SCARD_ATTR_VENDOR_NAME, buf(40), 40)[0] == EFI_DEVICE_ERROR
+
+
+def _verify_structure():
+    return part10.build_verify_structure(bytes.fromhex("0020000108") + b"\xff" * 8,
+                                         bmFormatString=0x82, bmPINBlockString=0x08)
+
+
+def test_control_secure_pin_success_entry_timeout_and_protocol_error(make):
+    em, sc = make("pinpad")
+    connect_t1(sc)
+    verify = part10.feature_ioctl(part10.FEATURE_VERIFY_PIN_DIRECT)
+    s = _verify_structure()
+    em.keypad(0, "1234")
+    out = buf(8)
+    st, n = sc.SCardControl(verify, s, len(s), out, 8)
+    assert st == EFI_SUCCESS and n == 2
+    assert bytes(out[:2]) == b"\x6d\x00" and out[2:] == buf(6)      # MiniCard: no VERIFY
+    # PIN entry timeout: the reader's answer is SW 64 00 (PC/SC part 10), EFI_SUCCESS
+    em.keypad(0, "timeout")
+    assert sc.SCardControl(verify, s, len(s), out, 8) == (EFI_SUCCESS, 2)
+    assert bytes(out[:2]) == b"\x64\x00"
+
+
+def test_reader_error_table():
+    # SCardControl's EFI_TIMEOUT / EFI_PROTOCOL_ERROR come from this table too (the
+    # emulated PIN pad's Secure path ignores the mute and T=1 faults)
+    from ccidkit.core.driver import ReaderError
+    cases = [("IFD_ICC_NOT_PRESENT", "x", EFI_NO_MEDIA), ("CARD_UNPOWERED", "x", EFI_NOT_READY),
+             ("IFD_RESPONSE_TIMEOUT", "card mute", EFI_TIMEOUT),
+             ("IFD_COMMUNICATION_ERROR", "T=1: resynch failed", EFI_PROTOCOL_ERROR),
+             ("IFD_COMMUNICATION_ERROR", "T=1 after PIN entry: x", EFI_PROTOCOL_ERROR),
+             ("IFD_COMMUNICATION_ERROR", "T=0: bad procedure byte", EFI_PROTOCOL_ERROR),
+             ("IFD_ERROR_PTS_FAILURE", "x", EFI_PROTOCOL_ERROR),
+             ("IFD_COMMUNICATION_ERROR", "malformed answer", EFI_DEVICE_ERROR),
+             ("IFD_NO_SUCH_DEVICE", "gone", EFI_DEVICE_ERROR),
+             ("IFD_NOT_SUPPORTED", "x", EFI_UNSUPPORTED), ("CANCELLED", "x", EFI_DEVICE_ERROR)]
+    for name, msg, status in cases:
+        assert R.status_from_reader_error(ReaderError(msg, name)) == status, (name, msg)
+
+
+def test_control_access_denied_while_the_pin_pad_waits(make):
+    em, sc = make("pinpad")
+    connect_t1(sc)
+    seen = []
+
+    def on_wtx(reader, slot, count):
+        if not seen:
+            seen.append(sc.SCardControl(R.CM_IOCTL_GET_FEATURE_REQUEST, None, 0, buf(64), 64)[0])
+            seen.append(sc.SCardConnect(R.SCARD_AM_READER, 0, 0)[0])
+            seen.append(sc.SCardDisconnect(R.SCARD_CA_UNPOWER))
+
+    sc.reader.on_time_extension = on_wtx
+    verify = part10.feature_ioctl(part10.FEATURE_VERIFY_PIN_DIRECT)
+    s = _verify_structure()
+    em.keypad(0, "1234")
+    assert sc.SCardControl(verify, s, len(s), buf(8), 8)[0] == EFI_SUCCESS
+    assert seen == [EFI_ACCESS_DENIED, EFI_ACCESS_DENIED, EFI_ACCESS_DENIED]
