@@ -24,12 +24,18 @@ can). ReaderName is CHAR16: UTF-16LE with a terminating NUL, lengths in
 bytes (``char16_to_str`` reads it back). Attributes and control codes are
 PC/SC's (part 3 SCARD_ATTR_*, part 10 via SCardControl), as §35.6.1 says.
 
-Where this differs on purpose from the public C port of the CCID driver (the
-four rules it gets wrong are marked ``[port]`` below): parameters are
-checked before the lock is taken, SCardStatus answers each of ReaderName and
-Atr on its own (a NULL buffer is a size query), EFI_BUFFER_TOO_SMALL writes
-nothing, absent and unpowered cards give EFI_NO_MEDIA and EFI_NOT_READY, and
-SCardControl rejects an OutBuffer without OutBufferLength (not the reverse).
+Where this differs on purpose from the public C port of the CCID driver
+(each place is marked ``[port]`` below). The four that reach callers:
+SCardTransmit copies a response longer than RAPDULength past the buffer
+(here: EFI_BUFFER_TOO_SMALL, nothing written); SCardControl tests "OutBuffer
+NULL but OutBufferLength not" instead of the reverse; SCardConnect accepts
+SCARD_AM_READER with protocols or a card action, and answers EFI_SUCCESS for
+SCARD_AM_CARD without a card (here: EFI_INVALID_PARAMETER, EFI_NO_MEDIA);
+SCardStatus fails a NULL Atr as "too small" and returns before the name
+length is set (here each pair is answered on its own, a NULL buffer being a
+size query). Also: its lock is taken before the parameters are checked
+(SCardConnect) and dropped before CardAction is (SCardDisconnect), and an
+absent card gives EFI_NOT_READY instead of EFI_NO_MEDIA in SCardTransmit.
 """
 
 import struct
@@ -447,7 +453,7 @@ class EFI_SMART_CARD_READER_PROTOCOL:
             return EFI_SUCCESS
         s = self._slot()
         if not s.present:
-            return EFI_NO_MEDIA
+            return EFI_NO_MEDIA        # "There is no card in the reader" [port: NOT_READY]
         if not s.powered or s.protocol is None or s.events != self.events:
             # a new card since SCardConnect is not powered for this connection
             return EFI_NOT_READY
