@@ -16,6 +16,8 @@ EVERYWHERE = ("core", "emu", "scripts", "uefi")
 ALLOWED_BROAD = {
     ("emu/qemu.py", "*"): "process harness: kills the QEMU child on any failure, then re-raises",
     ("emu/pcscd.py", "*"): "process harness: stops pcscd on any failure, then re-raises",
+    ("scripts/fuzz.py", "run_one"): "fuzz runner: whatever escapes a target is the finding",
+    ("scripts/faults_matrix.py", "run_matrix"): "matrix runner: an escaped error fails its cell",
 }
 
 
