@@ -460,7 +460,8 @@ class EFI_SMART_CARD_READER_PROTOCOL:
         return EFI_SUCCESS
 
     def SCardTransmit(self, CAPDU, CAPDULength, RAPDU, RAPDULength):
-        """-> (Status, RAPDULength)"""
+        """-> (Status, RAPDULength). The card has run the command when
+        EFI_BUFFER_TOO_SMALL comes back: its answer is gone, only its size is told."""
         # "CAPDU is NULL or CAPDULength is 0"
         if CAPDU is None or not isinstance(CAPDULength, int) or CAPDULength <= 0 or \
                 CAPDULength > len(CAPDU):
