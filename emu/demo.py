@@ -114,13 +114,14 @@ class TamperSignature:
     def __init__(self, card):
         self.card = card
         self.tampered = 0
+        self.active = True
 
     def __getattr__(self, name):
         return getattr(self.card, name)
 
     def process_apdu(self, apdu):
         rsp = self.card.process_apdu(apdu)
-        if len(apdu) >= 2 and apdu[1] == 0x87 and len(rsp) > 64:
+        if self.active and len(apdu) >= 2 and apdu[1] == 0x87 and len(rsp) > 64:
             rsp = bytearray(rsp)
             rsp[40] ^= 0x01
             rsp = bytes(rsp)
@@ -144,7 +145,9 @@ class _QemuCcid:
     def qemu_options(self):
         return self.server.qemu_options(0)
 
-    def insert(self):
+    def insert(self, card=None):
+        if card is not None:
+            self.server.card = card
         self.server.insert_card()
 
     def remove(self):
@@ -172,7 +175,9 @@ class _Emulated:
     def qemu_options(self):
         return self.bridge.qemu_options(0)
 
-    def insert(self):
+    def insert(self, card=None):
+        if card is not None:
+            self.card = card
         self.bridge.insert_card(0, self.card)
 
     def remove(self):
@@ -306,8 +311,9 @@ class Demo:
         self.vm.send_console((self.pin if pin is None else pin) + "\r")
         self.pins_typed += 1
 
-    def insert_card(self):
-        self.reader.insert()
+    def insert_card(self, card=None):
+        """Insert the demo's card (or ``card``, another card object, instead)."""
+        self.reader.insert(card)
 
     def remove_card(self):
         self.reader.remove()
