@@ -1,6 +1,6 @@
 """usbredir-app: the VM side of tests/vm/test_usbredir.py (embedded in the image that test builds).
 
-    usbredir-app [--t1-echo N] [--wait-ms MS]
+    usbredir-app [--t1-echo N] [--wait-ms MS] [--replug]
 
 Runs the in-firmware driver (core/driver.py over uefi/fw/usb_transport.py) on
 every CCID reader the firmware sees, and prints one line per fact for the
@@ -15,9 +15,11 @@ host to check, each starting ``usbredir: `` and naming the reader VID:PID:
     usbredir: 08E6:3437 slot 0 removed
     usbredir: 1D50:6141 gone
 
-After ``ready`` it watches the readers' events (bounded by --wait-ms) and ends
-when every reader is gone. Status: 0 all readers gone, 3 no reader,
-4 a driver error, 6 timeout waiting for the readers to go.
+After ``ready`` it watches the readers' events (bounded by --wait-ms) until
+every reader is gone; with --replug it then waits (same bound) for a reader to
+come back, a new UsbIo handle, and prints ``usbredir: back`` before it
+describes the reader and exchanges an APDU with it again. Status: 0 done,
+3 no reader, 4 a driver error, 6 timeout waiting for the readers.
 """
 
 import sys
@@ -115,13 +117,30 @@ def watch(readers, wait_ms):
     return 6
 
 
+def wait_back(wait_ms):
+    """Readers found by a fresh scan (every 500 ms, bounded), or []."""
+    from ccidkit.uefi.fw.usb_transport import find_readers
+    start = efi.ticks_us()
+    for _ in range(MAX_ROUNDS):
+        found = find_readers()
+        if found:
+            return found
+        if efi.ticks_us() - start > wait_ms * 1000:
+            return []
+        efi.stall(500000)
+    return []
+
+
 def main(argv):
     t1_echo = 0
     wait_ms = 60000
+    replug = False
     args = list(argv)
     while args:
         a = args.pop(0)
-        if a in ("--t1-echo", "--wait-ms") and args:
+        if a == "--replug":
+            replug = True
+        elif a in ("--t1-echo", "--wait-ms") and args:
             try:
                 v = int(args.pop(0))
             except ValueError:
@@ -134,7 +153,7 @@ def main(argv):
             else:
                 wait_ms = v
         else:
-            _out("usage: usbredir-app [--t1-echo N] [--wait-ms MS]")
+            _out("usage: usbredir-app [--t1-echo N] [--wait-ms MS] [--replug]")
             return 2
     from ccidkit.uefi.fw.usb_transport import find_readers
     readers = []
@@ -153,4 +172,21 @@ def main(argv):
         _out("driver error: %s" % e)
         return 4
     _out("ready")
-    return watch(readers, wait_ms)
+    status = watch(readers, wait_ms)
+    if status or not replug:
+        return status
+    found = wait_back(wait_ms)
+    if not found:
+        _out("timeout: no reader came back within %d ms" % wait_ms)
+        return 6
+    _out("back")
+    try:
+        for t in found:
+            r = Reader(t).open()
+            describe(r)
+            if r.slots[0].present:
+                exchange(r, 0)
+    except (ReaderError, TransportError) as e:
+        _out("driver error: %s" % e)
+        return 4
+    return 0
