@@ -101,7 +101,8 @@ class CardOS:
 
     # ISO/IEC 7816-3 §12.2: the INS whose T=0 TPDU carries data to the card; with the
     # engine's defaults, DISABLE / ENABLE VERIFICATION REQUIREMENT (TS 102 221 §11.1.10-11).
-    T0_OUTGOING_INS = tuple(DEFAULT_OUTGOING_INS) + (0x26, 0x28)
+    # 26/28 carry a PIN; CB (GET DATA, odd INS) always carries a BER-TLV tag list (7816-4 §11.4.3)
+    T0_OUTGOING_INS = tuple(DEFAULT_OUTGOING_INS) + (0x26, 0x28, 0xCB)
 
     def __init__(self, mf, atr, pins=(), image=None, image_key="card", max_channels=4,
                  extended=False, gsm=False, data_objects=None, proprietary_class=True):

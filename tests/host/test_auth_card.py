@@ -485,3 +485,26 @@ def test_command_chain_is_bounded(card):
     assert answers[:16] == [b"\x90\x00"] * 16
     assert answers[16] == b"\x67\x00"                # past our 4096-byte limit
     assert card.process_apdu(bytes.fromhex("0087079A00")) == b"\x6A\x80"  # the chain is gone
+
+
+def test_get_data_over_t0_tpdu_level():
+    # GET DATA (INS CB) carries its tag list to the card: at T=0 TPDU level the
+    # card side must read P3 as Lc, not Le, or the certificate is out of reach.
+    from ccidkit.core.t0 import T0Reader
+    from ccidkit.emu.card.t0 import T0Card
+    card = AuthCard(seed=b"t0")
+    card.power_on()
+    t0card = T0Card(card)
+    reader = T0Reader(auto_get_response=True)
+
+    def send(apdu):
+        return reader.transceive(apdu, lambda tpdu, timeout_us: t0card.process_tpdu(tpdu))
+    assert send(bytes.fromhex("00A4040009A0000003080000100000"))[-2:] == b"\x90\x00"
+    resp = send(bytes.fromhex("00CB3FFF055C035FC10500"))
+    data = bytearray(resp[:-2])
+    for _ in range(16):  # a certificate object is larger than one short Le: 61xx, GET RESPONSE
+        if resp[-2] != 0x61:
+            break
+        resp = send(bytes((0x00, 0xC0, 0x00, 0x00, resp[-1])))
+        data += resp[:-2]
+    assert resp[-2:] == b"\x90\x00" and data[0] == 0x53 and len(data) > 300
