@@ -20,7 +20,7 @@ PORTABLE_ROOTS = (
     ("core", ("core/host",), ()),
     ("emu/card", (), ()),
     # in-firmware modules: they may also use the runtime's own modules
-    ("uefi/fw", (), ("host", "gc", "os", "uctypes", "ccidkit", "runner")),
+    ("uefi/fw", (), ("host", "gc", "os", "uctypes", "hashlib", "ccidkit", "runner")),
 )
 
 BASE_IMPORTS = frozenset(("struct", "sys", "time", "micropython", "binascii", "errno"))
