@@ -229,12 +229,23 @@ class EmulatedReader:
 
     def __init__(self, profile_id, cards=None, clock=None, time_scale=0.0, serial=None,
                  bus=None, port_path=(1,)):
-        try:
-            self.profile = P.profile(profile_id)
-        except KeyError:
-            raise EmulatedReaderError("unknown reader profile %r" % (profile_id,), None,
-                                      "UNKNOWN_PROFILE")
-        if P.bank_of(profile_id) is not None:
+        if isinstance(profile_id, dict):
+            # a profile made by the caller (the serial personalities of
+            # emu/serial_reader.py): the fields of profiles.profile()'s answer
+            custom = profile_id
+            profile_id = custom.get("id", "custom")
+            self.profile = dict(custom)
+            quirks = dict(P.DEFAULT_QUIRKS)
+            quirks.update(custom.get("quirks", {}))
+            self.profile["quirks"] = quirks
+            self.profile["id"] = profile_id
+        else:
+            try:
+                self.profile = P.profile(profile_id)
+            except KeyError:
+                raise EmulatedReaderError("unknown reader profile %r" % (profile_id,), None,
+                                          "UNKNOWN_PROFILE")
+        if profile_id in P.PROFILES and P.bank_of(profile_id) is not None:
             raise EmulatedReaderError("%s is a bank of readers: use create_readers()"
                                       % profile_id, None, "BANK_PROFILE")
         self.profile_id = profile_id
@@ -800,7 +811,11 @@ class EmulatedReader:
         self._default_params(s)
         s.pps_allowed = True
         s.t0 = T0Card(card)
-        s.t1 = T1Card(card, ifsc=info.ifsc or 32, edc=info.edc or "LRC") \
+        # a card with several logical cards behind its T=1 NADs (the eSIM's
+        # ``ports``: NAD -> card) is reached through them (ISO/IEC 7816-3 §11.3.2.1)
+        ports = getattr(card, "ports", None)
+        t1_target = ports if isinstance(ports, dict) and ports else card
+        s.t1 = T1Card(t1_target, ifsc=info.ifsc or 32, edc=info.edc or "LRC") \
             if 1 in info.protocols else None
         line = T.etu_us(iso7816.FD, iso7816.DD, s.clock_hz) * 12 * len(atr)
         return 0, atr, activation_us + int(line)
@@ -876,6 +891,7 @@ class EmulatedReader:
             if resp is None:
                 raise _Failed(C.ICC_MUTE, self._wait_us(s, msg.bBWI) + int(chars))
             s.card_line = line
+            self._card_pps_event(s, line)
             return 0, resp, int(chars)
         s.pps_allowed = False
         if self._line(s) != s.card_line:
@@ -1056,7 +1072,16 @@ class EmulatedReader:
                 raise _Failed(base, us)
             s.card_line = line
             s.pps_allowed = False
+            self._card_pps_event(s, line)
         return proto, p.to_bytes(), us
+
+    @staticmethod
+    def _card_pps_event(s, line):
+        """Tell the card model about a PPS it answered (its session log)."""
+        event = getattr(s.card, "event", None)
+        if event is not None:
+            protocol, fi, di = line
+            event("pps", protocol=protocol, fi=fi, di=di)
 
     # -- Escape (§6.1.8), IccClock (§6.1.9), T0APDU (§6.1.10), Mechanical (§6.1.12) -------
     def _cmd_escape(self, s, msg):

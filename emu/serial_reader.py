@@ -16,6 +16,24 @@ command and before the answer). The serial GemPC Twin is a TPDU-level
 reader (dwFeatures 00010230, dwMaxCCIDMessageLength 271, libccid's own
 values for it): libccid runs T=0 / T=1 itself.
 
+libccid knows a serial reader by the name after the colon in reader.conf
+(compared without case; any other name means GemPCTwin) and takes its
+descriptor from that name, not from the device. ``PERSONALITIES`` serves the
+three this module emulates, with what libccid expects of each:
+
+    GemPCTwin       1 slot, echo, no PIN pad, dwMaxDataRate 344086
+    GemPCPinPad     1 slot, echo, bPINSupport 03 (verify and modify): pcscd
+                    then offers FEATURE_VERIFY_PIN_DIRECT / MODIFY_PIN_DIRECT;
+                    libccid loads its display strings with an Escape
+                    ``B2 A0 00 4D 4C ...`` whose failure it only logs
+    GemCoreSIMPro   2 slots (bMaxSlotIndex 1), no echo, dwMaxDataRate 500000
+                    (125000 on the second slot): pcscd lists two readers,
+                    "<name> 00 00" and "<name> 00 01", over the one port
+
+All three are TPDU-level readers (dwFeatures 00010230) whose CCID messages
+are at most 271 bytes; libccid asks the firmware version (Escape ``02``)
+and must get an answer, or it gives the port up.
+
 This module has the frame codec (``encode_frame``, ``Decoder``,
 ``decode_frame``), the sans-I/O link (``GemPcTwinSerial``: host bytes in,
 reader bytes out, over an ``emu.reader.EmulatedReader``) and a threaded
@@ -54,6 +72,53 @@ ANSWER_TIMEOUT_MS = 600000            # emulated time: the reader model always a
 MAX_TRACE = 4096                      # trace lines kept (the last ones)
 
 
+def _personality(base, firmware, echo, **ccid):
+    from ccidkit.emu import profiles as P
+    prof = P.profile(base)
+    prof = dict(prof)
+    prof["ccid"] = dict(prof["ccid"])
+    prof["ccid"].update(ccid)
+    escape = dict(prof.get("escape", {}))
+    escape[ESCAPE_FIRMWARE] = firmware
+    prof["escape"] = escape
+    return {"profile": prof, "echo": echo, "slots": prof["ccid"]["bMaxSlotIndex"] + 1}
+
+
+ESCAPE_FIRMWARE = b"\x02"
+
+
+def personality(name):
+    """The serial reader libccid sees under ``name`` (GemPCTwin, GemPCPinPad,
+    GemCoreSIMPro; any case): {"profile": a profile dict for EmulatedReader,
+    "echo": bool, "slots": int, "name": the canonical name}. SerialLinkError
+    SERIAL_PERSONALITY for another name."""
+    for known in PERSONALITIES:
+        if known.lower() == str(name).lower():
+            p = PERSONALITIES[known]()
+            p["name"] = known
+            p["profile"]["id"] = "serial-" + known
+            return p
+    raise SerialLinkError("no serial reader called %r (known: %s)"
+                          % (name, ", ".join(PERSONALITIES)), None, "SERIAL_PERSONALITY")
+
+
+# The version strings are chosen; libccid only logs them ("Firmware: ...").
+PERSONALITIES = {
+    "GemPCTwin": lambda: _personality("gemalto-pctwin", b"GemTwin V1.10", True),
+    "GemPCPinPad": lambda: _personality("pinpad", b"GemPC Pinpad V1.00", True,
+                                        wLcdLayout=0),
+    "GemCoreSIMPro": lambda: _personality("gemalto-pctwin", b"GemCore SIM Pro V1.00", False,
+                                          bMaxSlotIndex=1, dwMaxDataRate=500000),
+}
+
+
+def make_serial_reader(name, cards=None):
+    """(EmulatedReader, echo) for the personality ``name`` with ``cards`` (slot -> card)."""
+    from ccidkit.emu.reader import EmulatedReader
+    p = personality(name)
+    return EmulatedReader(p["profile"], cards=cards or {}), p["echo"]
+
+
 class SerialLinkError(CcidkitError):
     """Malformed GemPC Twin serial traffic or a bridge failure.
 
@@ -61,7 +126,8 @@ class SerialLinkError(CcidkitError):
     (a CCID message longer than the link's maximum), SERIAL_TRUNCATED
     (``decode_frame`` given an incomplete frame or more than one), SERIAL_NOT_CCID
     (``decode_frame`` given something other than an ACK frame), SERIAL_PTY
-    (the pseudo-terminal could not be made). ``code``: the offending byte
+    (the pseudo-terminal could not be made), SERIAL_PERSONALITY (a reader
+    name libccid's serial driver does not know). ``code``: the offending byte
     or length, when there is one.
     """
 
@@ -291,9 +357,9 @@ class SerialReaderBridge:
     emu/pcscd.py). ``stop()`` ends the thread and closes the pty.
     """
 
-    def __init__(self, reader, log=None):
+    def __init__(self, reader, log=None, echo=True):
         self.reader = reader
-        self.link = GemPcTwinSerial(reader, log=log)
+        self.link = GemPcTwinSerial(reader, echo=echo, log=log)
         self.device = None
         self.errors = []
         self._master = None
