@@ -22,8 +22,8 @@ whose name contains NAME (or reader number NAME), reached through pyscard.
 Without ``--card`` every slot holds a MiniCard.
 
 ``--events`` a timeline, steps separated by ``;``: ``TIME OP [ARG] [@R]``,
-TIME in seconds from the VM's start (``2``, ``2s``, ``1.5s``, ``500ms``), R the
-reader (default 0):
+TIME in seconds from the VM's start, i.e. QEMU's first connection to a
+reader's server (``2``, ``2s``, ``1.5s``, ``500ms``), R the reader (default 0):
 
     insert [SLOT:]CARD   a card enters the slot (default slot 0)
     remove [SLOT]        the card leaves the slot
@@ -45,13 +45,15 @@ from ccidkit.core.errors import CcidkitError
 # qemu-xhci's USB 2 root ports (full-speed devices need one of them)
 MAX_READERS = 4
 MAX_EVENT_TIME_S = 3600.0
+# How long a timeline waits for QEMU to connect (the VM lock may be held that long).
+CONNECT_WAIT_S = 1800.0
 EMPTY_CARD_NAMES = ("none", "empty")
 
 
 class VmReadersError(CcidkitError):
     """A reader, card or event option that cannot be met. ``name``:
     BAD_READER_SPEC, UNKNOWN_PROFILE, TOO_MANY_READERS, BAD_CARD_SPEC,
-    UNKNOWN_CARD, NO_PCSC, BAD_EVENT, EVENT_FAILED."""
+    UNKNOWN_CARD, NO_PCSC, BAD_EVENT, EVENT_FAILED, NOT_STARTED."""
 
 
 # -- option parsing ----------------------------------------------------------------
@@ -318,6 +320,7 @@ class QemuCcidBridge:
         self.server.stop()
 
     def qemu_options(self, index=0):
+        _started(self)
         self.index = index
         return self.server.qemu_options(index)
 
@@ -365,6 +368,7 @@ class EmulatedBridge:
         self.server.stop()
 
     def qemu_options(self, index=0):
+        _started(self)
         return self.server.qemu_options(index)
 
     def wait_connected(self, timeout=30.0):
@@ -421,6 +425,13 @@ class HostBridge:
         _need_qmp(self, qmp)("device_add", driver="usb-host", id="host%d" % self.index,
                              bus="xhci.0", port=str(self.index + 1), vendorid=self.vid,
                              productid=self.pid)
+
+
+def _started(bridge):
+    # the socket paths (or ports) exist once the servers listen
+    if bridge.server.path is None and bridge.server.port is None:
+        raise VmReadersError("start the readers before asking for their QEMU options",
+                             None, "NOT_STARTED")
 
 
 def _one_slot(bridge, slot):
@@ -494,7 +505,8 @@ class VmReaders:
                 self.bridges.append(QemuCcidBridge(slot_cards, unix, log))
 
     def qemu_options(self):
-        """{"chardevs": [...], "devices": [...]} for all readers, reader i on port i+1."""
+        """{"chardevs": [...], "devices": [...]} for all readers, reader i on port i+1
+        (after start(): the servers' sockets are in them)."""
         out = {"chardevs": [], "devices": []}
         for i, b in enumerate(self.bridges):
             o = b.qemu_options(i)
@@ -544,13 +556,34 @@ class VmReaders:
         except CcidkitError as e:
             raise VmReadersError("%s: %s" % (event.describe(), e.message), None, "EVENT_FAILED")
 
+    def _first_connection(self):
+        """Wait until QEMU connects to one of our servers (it does so as it
+        starts); False when stopped first or no reader has a server."""
+        servers = [b.server for b in self.bridges if hasattr(b, "server")]
+        if not servers:
+            return False
+        for _ in range(int(CONNECT_WAIT_S / 0.05)):
+            if any(s.connections for s in servers):
+                return True
+            if self._stop.wait(0.05):
+                return False
+        return False
+
     def run_events(self, qmp=None, start=None):
-        """Play the timeline in a thread from ``start`` (time.monotonic(); now
-        by default). Each step adds a line to ``event_log``; a failed step also
-        goes to ``event_errors`` and the timeline goes on."""
-        t0 = time.monotonic() if start is None else start
+        """Play the timeline in a thread. Times count from ``start``
+        (time.monotonic()) when given, else from QEMU's first connection to
+        one of the readers' servers (so a wait for the VM lock or a build does
+        not eat the timeline), else from now. Each step adds a line to
+        ``event_log``; a failed step also goes to ``event_errors`` and the
+        timeline goes on."""
 
         def play():
+            t0 = start
+            if t0 is None:
+                self._first_connection()
+                if self._stop.is_set():
+                    return
+                t0 = time.monotonic()
             for e in self.events:
                 left = t0 + e.t - time.monotonic()
                 if left > 0 and self._stop.wait(left):
@@ -617,11 +650,11 @@ def with_readers(run):
         except VmReadersError as e:
             sys.stderr.write("%s\n" % e.message)
             return 2
-        opts = rig.qemu_options()
-        args.chardev = list(getattr(args, "chardev", None) or []) + opts["chardevs"]
-        args.device = list(getattr(args, "device", None) or []) + opts["devices"]
         rig.start()
         try:
+            opts = rig.qemu_options()
+            args.chardev = list(getattr(args, "chardev", None) or []) + opts["chardevs"]
+            args.device = list(getattr(args, "device", None) or []) + opts["devices"]
             rig.run_events()
             return run(args)
         finally:

@@ -2,6 +2,9 @@
 the timeline played on the bridges, the pyscard card, the `ccidkit uefi run`
 wiring. No QEMU here (tests/vm/test_usbredir.py boots one)."""
 
+import socket
+import time
+
 import pytest
 from hypothesis import given, strategies as st
 from smartcard.Exceptions import NoCardException
@@ -72,9 +75,12 @@ def test_event_parser_gives_events_or_its_error(text):
 
 def test_options_pin_one_port_per_reader():
     rig = VmReaders(["qemu-ccid", "emulated:gemalto-pctwin", "host:08e6:3437"])
+    assert err(rig.qemu_options) == "NOT_STARTED"
+    rig.start()
     try:
         opts = rig.qemu_options()
         ccid, redir = rig.bridges[0].server, rig.bridges[1].server
+        assert ccid.path.endswith("/vscard.sock") and redir.path.endswith("/usbredir.sock")
         assert opts["chardevs"] == ["socket,id=ccid0,path=%s,reconnect=1" % ccid.path,
                                     "socket,id=redir1,path=%s,reconnect=1" % redir.path]
         assert opts["devices"] == [
@@ -119,7 +125,7 @@ def test_timeline_drives_an_emulated_reader():
                     "0 remove 0; 20ms insert 0:usim; 40ms unplug; 60ms plug; 80ms remove 1; "
                     "100ms remove 0")
     with rig:
-        rig.run_events()
+        rig.run_events(start=time.monotonic())
         assert rig.wait_events(10)
     reader = rig.bridges[0].reader
     assert reader.slots[0].card is None and not reader.gone
@@ -130,6 +136,18 @@ def test_timeline_drives_an_emulated_reader():
     assert rig.event_log[5] == "0.1s remove 0 @0: done"
     # unplug emptied the reader's interrupt queue; the last removal is in it
     assert reader.interrupt_in(8, 1) == bytes.fromhex("5002")
+
+
+def test_timeline_counts_from_qemus_first_connection():
+    rig = VmReaders(["emulated:gemalto-pctwin"], [], "0 remove 0")
+    with rig:
+        rig.run_events()
+        assert not rig.wait_events(0.3) and rig.event_log == []   # no QEMU yet
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(rig.bridges[0].server.path)
+        assert rig.wait_events(10)
+        s.close()
+    assert rig.event_log == ["0s remove 0 @0: done"]
 
 
 class FakeQmp:
@@ -144,8 +162,8 @@ class FakeQmp:
 def test_qemu_ccid_and_host_plug_through_qmp():
     qmp = FakeQmp()
     rig = VmReaders(["qemu-ccid", "host:08e6:3437"])
-    rig.qemu_options()
     with rig:
+        rig.qemu_options()
         for e in parse_events("0 unplug; 0 plug; 0 unplug @1; 0 plug @1"):
             rig.apply(e, qmp)
         path = rig.bridges[0].server.path
@@ -250,8 +268,21 @@ def test_uefi_run_starts_the_readers_around_the_vm(monkeypatch, capsys):
     def fake_run(image, app=None, args=(), timeout=0, extra_devices=(), chardevs=(), **kw):
         seen["devices"] = list(extra_devices)
         seen["chardevs"] = list(chardevs)
+        # QEMU connects to the usbredir socket; the timeline starts then
+        path = chardevs[0].split("path=")[1].split(",")[0]
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        assert made[0].wait_events(10)
+        s.close()
         return 0, Done()
     monkeypatch.setattr(qemu, "run", fake_run)
+    made = []
+
+    class Rig(V.VmReaders):
+        def __init__(self, *a, **kw):
+            V.VmReaders.__init__(self, *a, **kw)
+            made.append(self)
+    monkeypatch.setattr(V, "VmReaders", Rig)
     args = build_parser().parse_args(
         ["uefi", "run", "--image", "/nowhere", "--app", "usb-probe", "--device", "usb-kbd",
          "--reader", "emulated:sysmooctsim", "--reader", "host:08e6:3437", "--card", "usim",
@@ -261,7 +292,8 @@ def test_uefi_run_starts_the_readers_around_the_vm(monkeypatch, capsys):
     assert seen["devices"][0] == "usb-kbd"
     assert seen["devices"][1].startswith("usb-redir,id=redir0,chardev=redir0,bus=xhci.0,port=1")
     assert seen["devices"][2].startswith("usb-host,id=host1,")
-    assert seen["chardevs"][0].startswith("socket,id=redir0,path=")
+    assert seen["chardevs"][0].startswith("socket,id=redir0,path=/")
+    assert seen["chardevs"][0].endswith("/usbredir.sock,reconnect=1")
     assert "event 0s remove 1 @0: done" in capsys.readouterr().err
     args = build_parser().parse_args(["uefi", "run", "--image", "/x", "--reader", "usb"])
     assert args.func(args) == 2
