@@ -278,9 +278,9 @@ def test_uefi_run_starts_the_readers_around_the_vm(monkeypatch, capsys):
     monkeypatch.setattr(qemu, "run", fake_run)
     made = []
 
-    class Rig(V.VmReaders):
+    class Rig(VmReaders):
         def __init__(self, *a, **kw):
-            V.VmReaders.__init__(self, *a, **kw)
+            VmReaders.__init__(self, *a, **kw)
             made.append(self)
     monkeypatch.setattr(V, "VmReaders", Rig)
     args = build_parser().parse_args(
