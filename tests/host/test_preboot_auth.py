@@ -187,3 +187,22 @@ def test_tlv_find_on_arbitrary_bytes_and_options():
     assert A._parse(["--attempts", "1"])["attempts"] == 1
     for bad in (["--attempts"], ["--attempts", "x"], ["--attempts", "0"], ["--nope", "1"]):
         assert A._parse(bad) is None
+
+
+def test_a_card_pulled_at_the_prompt_uses_no_attempt(image_dir):
+    card = new_card(image_dir, "attempts.img", "seed-attempts")
+    pulled = FakeCard(card)
+    pulled.present = lambda: False
+    console, out = console_for("")
+    keys = Keys("123456\r")
+    readers = FakeReaders([pulled, FakeCard(card)])
+    orig = readers.wait_card
+
+    def wait_card(c, ms):
+        if readers.waits == 1:
+            console.read_key = keys
+        return orig(c, ms)
+    readers.wait_card = wait_card
+    assert A.login(readers, console, enrolled(card), os.urandom, attempts=1) == A.STATUS_OK
+    text = "".join(out)
+    assert text.count("(attempt 1 of 1)") == 2 and "attempt 2" not in text

@@ -298,13 +298,13 @@ def authenticate_card(card, console, key, rng, state, pin_timeout_ms):
         console.verdict("FAILED PIN blocked on card %s" % cid)
         return Outcome(STATUS_PIN_FAILED, "PIN blocked")
     while not verified:
-        state["attempt"] += 1
         console.line("enter the PIN of card %s (attempt %d of %d)"
-                     % (cid, state["attempt"], state["attempts"]))
+                     % (cid, state["attempt"] + 1, state["attempts"]))
         pin = console.read_pin(card, pin_timeout_ms)
         if pin is None:
             console.verdict("FAILED no PIN typed in time")
             return Outcome(STATUS_TIMEOUT, "no PIN")
+        state["attempt"] += 1          # a PIN typed is an attempt; a card pulled is not
         if not PIN_MIN <= len(pin) <= PIN_LENGTH:
             console.line("a PIN has %d to %d digits" % (PIN_MIN, PIN_LENGTH))
             sw = None
