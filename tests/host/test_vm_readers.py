@@ -300,3 +300,29 @@ def test_uefi_run_starts_the_readers_around_the_vm(monkeypatch, capsys):
     assert "qemu-ccid, emulated:PROFILE or host:VID:PID" in capsys.readouterr().err
     args = build_parser().parse_args(["uefi", "run", "--image", "/x", "--card", "mini"])
     assert args.func(args) == 2
+
+
+# -- pcsc:NAME against a real pcscd + vpcd (a virtual card stands in for the physical one) --
+
+from ccidkit.emu.pcscd import pcscd_vpcd  # noqa: E402,F401  (the module fixture)
+
+
+def test_pcsc_card_through_pcscd_and_vpcd(pcscd_vpcd):
+    vicc = pcscd_vpcd.vicc(MiniCard())
+    try:
+        card = None
+        deadline = time.monotonic() + 10              # pcscd looks for the ATR every 400 ms
+        while card is None:
+            try:
+                card = V.make_card("pcsc:Virtual PCD 00 00")
+            except VmReadersError as e:
+                assert e.name == "NO_PCSC"
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert card.reader_name.startswith("Virtual PCD 00 00")
+        assert card.atr == MiniCard().atr
+        assert card.process_apdu(bytes.fromhex("80EE000002CAFE00")) == bytes.fromhex("CAFE9000")
+        card.power_off()
+    finally:
+        vicc.stop()
