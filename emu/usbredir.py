@@ -456,36 +456,50 @@ class Codec:
 # ---------------------------------------------------------------------------------
 # What an EmulatedReader looks like on the wire
 
+def _descriptors(blob):
+    """(bDescriptorType, bytes) of each descriptor in a configuration descriptor."""
+    pos = 0
+    out = []
+    while pos + 2 <= len(blob) and blob[pos] >= 2:
+        out.append((blob[pos + 1], bytes(blob[pos:pos + blob[pos]])))
+        pos += blob[pos]
+    return out
+
+
 def device_packets(reader):
-    """interface_info, ep_info and device_connect (in that order) for ``reader``."""
-    u = reader.usb
-    iface = reader.interface_number
-    info = Packet(INTERFACE_INFO, 0, interface_count=1,
-                  interface=bytes((iface,)) + bytes(31),
-                  interface_class=bytes((u["interface_class"],)) + bytes(31),
-                  interface_subclass=bytes(32),
-                  interface_protocol=bytes((u["interface_protocol"],)) + bytes(31))
+    """interface_info, ep_info and device_connect (in that order), read off the
+    reader's own device and configuration descriptors (USB 2.0 §9.6)."""
+    interfaces = []
     types = bytearray([TYPE_INVALID] * 32)
     intervals = bytearray(32)
     ifaces = bytearray(32)
     mps = [0] * 32
     types[0] = types[16] = TYPE_CONTROL
-    mps[0] = mps[16] = 64                       # bMaxPacketSize0 of the device descriptor
-    eps = [(R.EP_BULK_OUT, TYPE_BULK, 0, u["wMaxPacketSize"]),
-           (R.EP_BULK_IN, TYPE_BULK, 0, u["wMaxPacketSize"])]
-    if reader.has_interrupt:
-        eps.append((R.EP_INTERRUPT_IN, TYPE_INTERRUPT, 16, 8))   # the reader's descriptor
-    for ep, kind, interval, size in eps:
-        i = ep_index(ep)
-        types[i] = kind
-        intervals[i] = interval
-        ifaces[i] = iface
-        mps[i] = size
+    mps[0] = mps[16] = reader.device_descriptor[7]          # bMaxPacketSize0
+    current = 0
+    for dtype, d in _descriptors(reader.config_descriptor):
+        if dtype == 4 and len(d) >= 9:                      # interface (§9.6.5)
+            current = d[2]
+            interfaces.append((d[2], d[5], d[6], d[7]))
+        elif dtype == 5 and len(d) >= 7:                    # endpoint (§9.6.6)
+            i = ep_index(d[2])
+            types[i] = d[3] & 0x03
+            intervals[i] = d[6]
+            ifaces[i] = current
+            mps[i] = struct.unpack_from("<H", d, 4)[0] & 0x7FF
+
+    def column(k):
+        return bytes(x[k] for x in interfaces) + bytes(32 - len(interfaces))
+    info = Packet(INTERFACE_INFO, 0, interface_count=len(interfaces), interface=column(0),
+                  interface_class=column(1), interface_subclass=column(2),
+                  interface_protocol=column(3))
     ep_info = Packet(EP_INFO, 0, ep_type=bytes(types), interval=bytes(intervals),
                      interface=bytes(ifaces), max_packet_size=tuple(mps))
-    connect = Packet(DEVICE_CONNECT, 0, speed=SPEED_FULL, device_class=0, device_subclass=0,
-                     device_protocol=0, vendor_id=u["idVendor"], product_id=u["idProduct"],
-                     device_version_bcd=u["bcdDevice"])
+    dev = reader.device_descriptor
+    vid, pid, bcd = struct.unpack_from("<HHH", dev, 8)
+    connect = Packet(DEVICE_CONNECT, 0, speed=SPEED_FULL, device_class=dev[4],
+                     device_subclass=dev[5], device_protocol=dev[6], vendor_id=vid,
+                     product_id=pid, device_version_bcd=bcd)
     return [info, ep_info, connect]
 
 

@@ -121,7 +121,16 @@ def test_ep_info_layout():
     assert e.ep_type[U.ep_index(0x83)] == U.TYPE_INTERRUPT and e.interval[U.ep_index(0x83)] == 16
     assert e.max_packet_size[U.ep_index(0x82)] == 64 and e.max_packet_size[0] == 64
     assert e.ep_type[U.ep_index(0x81)] == U.TYPE_INVALID
+    assert e.ep_type[0] == e.ep_type[16] == U.TYPE_CONTROL
+    assert e.ep_type.count(U.TYPE_INVALID) == 32 - 5
     assert (got[2].vendor_id, got[2].product_id) == (0x08E6, 0x3437)
+    assert got[2].device_version_bcd == 0x0100
+    # a reader without interrupt endpoint, on interface 1
+    info, ep_info, connect = U.device_packets(EmulatedReader("cherry-st"))
+    assert info.interface[:2] == b"\x01\x00" and info.interface_class[0] == 0x0B
+    info, ep_info, connect = U.device_packets(EmulatedReader("iccd-token"))
+    assert ep_info.ep_type[U.ep_index(0x83)] == U.TYPE_INVALID
+    assert (connect.vendor_id, connect.product_id) == (0x1209, 0x0CC1)
 
 
 # -- codec: malformed input ----------------------------------------------------------------
