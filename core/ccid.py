@@ -17,7 +17,7 @@ The class descriptor parser lives in ccid_descriptor.py.
 import struct
 
 from .errors import CcidkitError
-from .hexutil import to_hex
+from .hexutil import PIN_INS, to_hex
 
 try:
     from micropython import const
@@ -859,7 +859,7 @@ def _value_text(v):
 
 # ISO/IEC 7816-4 commands whose data carries a PIN: VERIFY, CHANGE REFERENCE
 # DATA, RESET RETRY COUNTER (even and odd INS).
-_PIN_INS = (0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D)
+_PIN_INS = PIN_INS    # one rule for every trace (core/hexutil.py)
 
 
 def carries_pin(msg):

@@ -16,7 +16,9 @@ beside another one. So ``PrivatePcscd`` starts it with ``unshare`` in
   ``nsenter --net=<netns> ccidkit vicc``;
 
 with a private reader.conf directory (``-c``), in the foreground (``-f``),
-debug and APDU logging (``-d -a``) captured to a file. ``start()`` waits
+debug logging (``-d``) captured to a file; APDU logging (``-a``: every
+command and answer in clear, PINs included) only when asked for with
+``apdu=True``. ``start()`` waits
 until the daemon says it is ready (its readers are added before that);
 ``stop()`` ends it by its PID (SIGTERM, then SIGKILL), and the kernel ends it
 too if the thread that started it dies (PR_SET_PDEATHSIG).
@@ -223,9 +225,10 @@ class PrivatePcscd:
     process's shared one). ``private_network=False`` keeps the host's network
     (for vpcd connecting out to cards on loopback: then vpcd listens nowhere). Attributes after ``start()``: ``pid``,
     ``socket_path``, ``netns`` (``/proc/<pid>/ns/net``), ``log_path``.
+    ``apdu=True`` adds pcscd's APDU log (opt-in: it holds PINs in clear).
     """
 
-    def __init__(self, readers=None, run_dir=None, debug=True, apdu=True, extra_args=(),
+    def __init__(self, readers=None, run_dir=None, debug=True, apdu=False, extra_args=(),
                  ready_timeout=20.0, private_network=True):
         self.readers = list(readers) if readers is not None else [vpcd_reader()]
         self.private_network = private_network

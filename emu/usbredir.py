@@ -52,7 +52,6 @@ import time
 
 from ccidkit.core import ccid as C
 from ccidkit.core.errors import CcidkitError
-from ccidkit.core.hexutil import to_hex
 from ccidkit.emu import reader as R
 
 # -- message types (usbredirproto.h) -------------------------------------------
@@ -257,7 +256,8 @@ class Packet:
     def __repr__(self):
         items = ["%s=%r" % (k, self.fields[k]) for k in sorted(self.fields)]
         if self.data:
-            items.append("data=%s" % to_hex(self.data[:32]))
+            # bulk data is CCID traffic that may carry a PIN: its length only
+            items.append("data=%d bytes" % len(self.data))
         return "Packet(%s, id=%d%s)" % (self.name, self.id,
                                         "".join(", " + i for i in items))
 

@@ -45,7 +45,7 @@ import threading
 import time
 
 from ccidkit.core.errors import CcidkitError
-from ccidkit.core.hexutil import to_hex
+from ccidkit.core.hexutil import ApduMasker, mask_apdu, redact_apdu
 
 VPCD_PORT = 35963          # vpcd's default port (slot 0; slot n listens on +n)
 
@@ -107,7 +107,7 @@ class Frame:
 
     def __repr__(self):
         if self.kind == "apdu":
-            return "Frame(apdu, %s)" % to_hex(self.data)
+            return "Frame(apdu, %s)" % mask_apdu(self.data)
         return "Frame(%s)" % self.kind
 
 
@@ -233,20 +233,27 @@ class ViccSession:
 
     ``trace`` collects pcscd-style lines (APDUs and controls, not the ATR
     polls); ``apdus`` the (command, response) pairs; ``errors`` card-side
-    failures; each keeps the last MAX_TRACE entries at most.
+    failures; each keeps the last MAX_TRACE entries at most. Both records and
+    the ``log`` lines are masked (core/hexutil.py ApduMasker): PIN command data
+    kept as ``*`` bytes (``**`` in the lines), secret answers (GENERAL
+    AUTHENTICATE, DECIPHER) as zero bytes; with ``record=False`` nothing is
+    kept but the ``log`` lines.
     """
 
-    def __init__(self, card, max_payload=MAX_FRAME, log=None):
+    def __init__(self, card, max_payload=MAX_FRAME, log=None, record=True):
         self.card = card
         self.decoder = Decoder(max_payload)
         self.log = log
+        self.record = record
+        self.masker = ApduMasker()
         self.trace = []
         self.apdus = []
         self.errors = []
         self.atr_polls = 0
 
     def _note(self, line):
-        _bounded_append(self.trace, line, MAX_TRACE)
+        if self.record:
+            _bounded_append(self.trace, line, MAX_TRACE)
         if self.log is not None:
             self.log(line)
 
@@ -263,7 +270,7 @@ class ViccSession:
             self.atr_polls += 1
             return encode_frame(self.card.atr)
         if kind == "apdu":
-            self._note("-> " + to_hex(frame.data))
+            self._note("-> " + self.masker.command(frame.data))
             try:
                 response = bytes(self.card.process_apdu(frame.data))
             except CcidkitError as e:
@@ -275,8 +282,10 @@ class ViccSession:
                     "card answered %d bytes" % len(response), len(response),
                     "VICC_TOO_LONG" if response else "VICC_EMPTY"), MAX_TRACE)
                 response = SW_NO_PRECISE_DIAGNOSIS
-            self._note("<- " + to_hex(response))
-            _bounded_append(self.apdus, (frame.data, response), MAX_TRACE)
+            text, kept = self.masker.response(response)
+            self._note("<- " + text)
+            if self.record:
+                _bounded_append(self.apdus, (redact_apdu(frame.data), kept), MAX_TRACE)
             return encode_frame(response)
         name = "reset_warm" if kind == "reset" else kind
         self._note("** " + name)

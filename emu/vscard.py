@@ -39,7 +39,7 @@ import threading
 import time
 
 from ccidkit.core.errors import CcidkitError
-from ccidkit.core.hexutil import to_hex
+from ccidkit.core.hexutil import ApduMasker, mask_apdu, redact_apdu, to_hex
 
 VSC_Init = 1
 VSC_Error = 2
@@ -82,6 +82,16 @@ MAX_PAYLOAD = 65544
 MAX_ATR = 40
 
 
+# What a long-running server keeps of its traffic: the last lines and pairs.
+MAX_TRACE = 4096
+
+
+def _bounded_append(items, item, limit=MAX_TRACE):
+    items.append(item)
+    if len(items) > limit:
+        del items[:len(items) - limit // 2]
+
+
 class VSCardError(CcidkitError):
     """Malformed VSCard traffic or a server-side failure.
 
@@ -111,7 +121,8 @@ class Message:
                 and self.reader_id == other.reader_id and self.payload == other.payload)
 
     def __repr__(self):
-        return "Message(%s, reader=%d, %s)" % (self.name, self.reader_id, to_hex(self.payload))
+        text = mask_apdu(self.payload) if self.type == VSC_APDU else to_hex(self.payload)
+        return "Message(%s, reader=%d, %s)" % (self.name, self.reader_id, text)
 
 
 def encode(type_, reader_id, payload=b""):
@@ -295,8 +306,11 @@ class VSCardServer:
         self.reader_name = reader_name
         self.inserted = inserted
         self.log = log
+        # trace lines and (command, response) records, masked (core/hexutil.py):
+        # no PIN command data, no secret answer
         self.trace = []
         self.apdus = []
+        self.masker = ApduMasker()
         self.errors = []
         self.peer_version = None
         self.connections = 0
@@ -419,21 +433,26 @@ class VSCardServer:
             raise VSCardError("not an ATR QEMU accepts: %s" % to_hex(atr), VSC_ATR, "VSC_BAD_ATR")
         return atr
 
-    def _note(self, direction, msg_type, reader_id, payload):
+    def _note(self, direction, msg_type, reader_id, payload, text=None):
+        if text is None:
+            if msg_type == VSC_APDU:
+                text = self.masker.command(payload)     # from QEMU: a command APDU
+            else:
+                text = to_hex(payload)
         line = "%s %s reader=%d %s" % (direction, MESSAGE_NAMES.get(msg_type, msg_type),
-                                        reader_id, to_hex(payload))
-        self.trace.append(line.rstrip())
+                                        reader_id, text)
+        _bounded_append(self.trace, line.rstrip())
         if self.log:
             self.log(line.rstrip())
 
-    def _send(self, msg_type, payload, reader_id=None):
+    def _send(self, msg_type, payload, reader_id=None, text=None):
         with self._lock:
             conn = self._conn
         if conn is None:
             return False
         rid = self._reader_id if reader_id is None else reader_id
         data = encode(msg_type, rid, payload)
-        self._note("->", msg_type, rid, payload)
+        self._note("->", msg_type, rid, payload, text)
         try:
             conn.sendall(data)
         except OSError:
@@ -505,8 +524,9 @@ class VSCardServer:
                         # (ISO/IEC 7816-4 §5.6: 6F 00), not a dead reader
                         self.errors.append(e)
                         response = b"\x6F\x00"
-                    self.apdus.append((msg.payload, response))
-                    self._send(VSC_APDU, response, msg.reader_id)
+                    text, kept = self.masker.response(response)
+                    _bounded_append(self.apdus, (redact_apdu(msg.payload), kept))
+                    self._send(VSC_APDU, response, msg.reader_id, text)
                 elif msg.type == VSC_Flush:
                     self._send(VSC_FlushComplete, b"", msg.reader_id)
 

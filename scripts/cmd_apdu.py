@@ -19,12 +19,11 @@ import sys
 
 from ccidkit.core import pcsc
 from ccidkit.core.apdu import explain_sw
-from ccidkit.core.hexutil import HexError, from_hex, to_hex
+from ccidkit.core.hexutil import ApduMasker, HexError, from_hex, mask_apdu, to_hex
 from ccidkit.core.host import reader_options as ro
 
 # INS codes whose command data is a PIN or PUK (ISO/IEC 7816-4 §11.5.6-§11.5.10,
 # TS 51.011 §9.2.9-§9.2.12 for 26/28).
-PIN_INS = (0x20, 0x21, 0x24, 0x25, 0x26, 0x28, 0x2C, 0x2D)
 
 PROTOCOLS = {"T0": pcsc.SCARD_PROTOCOL_T0, "T1": pcsc.SCARD_PROTOCOL_T1,
              "any": pcsc.SCARD_PROTOCOL_T0 | pcsc.SCARD_PROTOCOL_T1}
@@ -41,7 +40,7 @@ def register(sub):
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="any",
                    help="protocol to ask for (default any)")
     p.add_argument("--show-pin", action="store_true",
-                   help="show the data of PIN commands in the trace")
+                   help="show the data of PIN commands and secret answers in the trace")
     p.add_argument("--explain", action="store_true",
                    help="explain every status word")
     p.add_argument("apdus", nargs="*", metavar="APDU",
@@ -52,10 +51,9 @@ def register(sub):
 def mask_command(apdu, show_pin=False):
     """The trace text of a command APDU, PIN data hidden (header and length kept)."""
     apdu = bytes(apdu)
-    if show_pin or len(apdu) <= 5 or apdu[1] not in PIN_INS:
+    if show_pin:
         return to_hex(apdu)
-    keep = 7 if apdu[4] == 0 and len(apdu) > 7 else 5
-    return " ".join([to_hex(apdu[:keep])] + ["**"] * (len(apdu) - keep))
+    return mask_apdu(apdu)
 
 
 def _commands(args):
@@ -123,6 +121,7 @@ def _session(ctx, name, commands, args):
     print("Using %s protocol" % _protocol_name(proto))
     print("ATR: %s" % to_hex(atr))
     status = 0
+    masker = ApduMasker()
     for kind, data in commands:
         try:
             if kind == "reset":
@@ -130,13 +129,15 @@ def _session(ctx, name, commands, args):
                                             pcsc.SCARD_RESET_CARD)
                 print("> reset: ATR %s" % to_hex(pcsc.SCardStatus(h)[3]))
                 continue
-            print("-> " + mask_command(data, args.show_pin))
+            text = masker.command(data)
+            print("-> " + (to_hex(data) if args.show_pin else text))
             rsp = pcsc.SCardTransmit(h, None, data)
         except pcsc.PCSCError as e:
             sys.stderr.write("ccidkit apdu: %s (%s)\n" % (e.message, e.name))
             status = 1
             break
-        print("<- " + to_hex(rsp))
+        text = masker.response(rsp)[0]
+        print("<- " + (to_hex(rsp) if args.show_pin else text))
         if args.explain and len(rsp) >= 2:
             print("   " + explain_sw(rsp[-2], rsp[-1]))
     try:

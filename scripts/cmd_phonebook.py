@@ -31,7 +31,7 @@ import sys
 from ccidkit.core.apdu import APDUError, explain_sw, transmit_with_auto_response
 from ccidkit.core.atr import parse_atr
 from ccidkit.core.errors import CcidkitError
-from ccidkit.core.hexutil import trace_line
+from ccidkit.core.hexutil import ApduMasker, redact_apdu, to_hex
 from ccidkit.core.t0 import T0Reader
 from ccidkit.core.t1 import T1Reader
 from ccidkit.emu.card.t0 import T0Card
@@ -229,13 +229,6 @@ def read_phonebook_uicc(transmit, pin=None, max_records=None):
     return {"record_length": record_length, "records": count, "entries": entries}
 
 
-def _mask(apdu):
-    # never show a PIN in a trace
-    if len(apdu) > 5 and apdu[1] in (0x20, 0x24, 0x26, 0x28, 0x2C):
-        return apdu[:5] + b"\x2a" * (len(apdu) - 5)
-    return apdu
-
-
 def card_transmit(card, port=0, trace=None):
     """(transmit, protocol name) for an in-process virtual card, at TPDU level."""
     atr = parse_atr(card.atr)
@@ -262,12 +255,16 @@ def card_transmit(card, port=0, trace=None):
         def exchange(apdu):
             return reader.transceive(apdu, link, nad=nad)
 
+    masker = ApduMasker()     # never a PIN in a trace
+
     def transmit(apdu):
         if trace is not None:
-            trace(trace_line("->", _mask(apdu)))
+            masker.command(apdu)
+            # PIN bytes shown as 2A ("*"), the form this trace has always had
+            trace("-> " + to_hex(redact_apdu(apdu)))
         resp = exchange(apdu)
         if trace is not None:
-            trace(trace_line("<-", resp))
+            trace("<- " + masker.response(resp)[0])
         return resp
     return transmit, protocol
 
