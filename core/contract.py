@@ -187,6 +187,11 @@ ROWS = (
      "protocol error the engines could not recover (T=1 resynch failed, bad CCID answer)",
      "ReaderError", "IFD_COMMUNICATION_ERROR", "slot kept; card state unknown",
      "reset the card; the APDU may or may not have run"),
+    ("driver", "Reader.transmit(slot, apdu) / transmit_many / power_on / connect",
+     "bulk-IN stalled and CLEAR_FEATURE(ENDPOINT_HALT) failed, or stalled again after it "
+     "(one clear and one retry per answer; a single stall is recovered)",
+     "ReaderError", "IFD_COMMUNICATION_ERROR", "slot kept; card state unknown",
+     "reset the card; the APDU may or may not have run"),
     ("driver", "Reader.transmit(slot, apdu)", "slot not powered", "ReaderError",
      "CARD_UNPOWERED", "unchanged", "power_on / connect first"),
     ("driver", "Reader.transmit(slot, apdu)", "request_abort() during the exchange",

@@ -410,10 +410,33 @@ class Reader:
         except TransportError as e:
             raise ReaderError("bulk-OUT failed: %s" % e, "IFD_COMMUNICATION_ERROR")
 
+    def _bulk_in_address(self):
+        """bEndpointAddress of the bulk-IN endpoint (USB 2.0 §9.6.6), from the
+        interface's endpoint descriptors; 0x82 when they do not say."""
+        for e in getattr(self.descriptor, "endpoints", None) or ():
+            if e[0] & 0x80 and e[1] & 0x03 == 0x02:
+                return e[0]
+        return 0x82
+
+    def _clear_halt(self, address, why):
+        """CLEAR_FEATURE(ENDPOINT_HALT) on ``address`` (USB 2.0 §9.4.1: bmRequestType
+        02h, bRequest 01h, wValue 0 = ENDPOINT_HALT, wIndex the endpoint)."""
+        self.log("%s: endpoint 0x%02X stalled (%s); clearing the halt" % (
+            self.name, address, why))
+        try:
+            self.transport.control(0x02, 0x01, 0x0000, address, 0, self.timeout_ms)
+        except ReaderRemoved as e:
+            self._gone(str(e))
+            raise ReaderError("reader %s is gone" % self.name, "IFD_NO_SUCH_DEVICE")
+        except TransportError as e:
+            raise ReaderError("endpoint 0x%02X stalled and CLEAR_FEATURE failed: %s" % (
+                address, e), "IFD_COMMUNICATION_ERROR")
+
     def _read_message(self, timeout_ms):
         """The next whole bulk-IN message (decoded); ReaderError on timeout or garbage."""
         if self._queue:
             return self._queue.pop(0)
+        cleared = False
         for _ in range(MAX_READ_PIECES):
             try:
                 data = self.transport.bulk_in(READ_SIZE, timeout_ms)
@@ -424,6 +447,16 @@ class Reader:
             except ReaderRemoved as e:
                 self._gone(str(e))
                 raise ReaderError("reader %s is gone" % self.name, "IFD_NO_SUCH_DEVICE")
+            except TransportStall as e:
+                # USB 2.0 §9.4.5 / §5.8.5: a halted bulk endpoint stays halted until
+                # the host clears it; clear it and read again, once per message
+                # (libccid does the same on LIBUSB_ERROR_PIPE)
+                if cleared:
+                    raise ReaderError("bulk-IN stalled again after CLEAR_FEATURE: %s" % e,
+                                      "IFD_COMMUNICATION_ERROR")
+                self._clear_halt(self._bulk_in_address(), e)
+                cleared = True
+                continue
             except TransportError as e:
                 raise ReaderError("bulk-IN failed: %s" % e, "IFD_COMMUNICATION_ERROR")
             try:

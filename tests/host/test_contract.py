@@ -181,6 +181,14 @@ def _driver_comm_error():
     r.transmit(0, SELECT_AID)
 
 
+def _driver_stall_not_cleared():
+    r = _reader()
+    r.connect(0)
+    r.emulated.faults.stall("bulk_in", 1)
+    r.emulated.faults.stall("control", 1)       # CLEAR_FEATURE(ENDPOINT_HALT) refused
+    r.transmit(0, SELECT_AID)
+
+
 def _driver_unpowered():
     r = _reader()
     r.transmit(0, SELECT_AID)
@@ -390,6 +398,10 @@ PROVOKE = {
     ("Reader.transmit(slot, apdu) / transmit_many / power_on / connect",
      "protocol error the engines could not recover (T=1 resynch failed, bad CCID answer)"):
         _driver_comm_error,
+    ("Reader.transmit(slot, apdu) / transmit_many / power_on / connect",
+     "bulk-IN stalled and CLEAR_FEATURE(ENDPOINT_HALT) failed, or stalled again after it "
+     "(one clear and one retry per answer; a single stall is recovered)"):
+        _driver_stall_not_cleared,
     ("Reader.transmit(slot, apdu)", "slot not powered"): _driver_unpowered,
     ("Reader.transmit(slot, apdu)", "request_abort() during the exchange"): _driver_cancelled,
     ("Reader.set_protocol(slot, preferred)", "card and reader share no protocol"):

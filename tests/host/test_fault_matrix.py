@@ -19,6 +19,11 @@ def test_whole_matrix_is_green():
                 ("duplicated block", "TPDU T=1", 8), ("WTX storm", "extended APDU", 8),
                 ("stale bSeq", "TPDU T=0", 1)):
         assert by[key]["outcome"] == "completed 9000" and by[key]["runs"] == 1, key
+    # a bulk-IN stall is cleared (CLEAR_FEATURE(ENDPOINT_HALT)) and the answer read
+    for level in F.LEVELS:
+        for slots in F.SLOTS:
+            cell = by[("USB stall", level, slots)]
+            assert (cell["outcome"], cell["runs"]) == ("completed 9000", 1), (level, slots)
     # unrecoverable ones: the documented error, the card ran nothing twice
     assert by[("mute card", "TPDU T=1", 1)]["outcome"] == "IFD_RESPONSE_TIMEOUT"
     assert by[("card removed mid-chain", "short APDU", 8)]["outcome"] == "IFD_ICC_NOT_PRESENT"
