@@ -342,8 +342,11 @@ class QemuCcidBridge:
     def plug(self, qmp=None):
         command = _need_qmp(self, qmp)
         i = self.index
-        # device_del took the card's chardev with it: add it again first
-        command("chardev-add", id="ccid%d" % i, backend=_socket_backend(self.server))
+        # device_del of the reader leaves the card's chardev in place (QEMU 7.2);
+        # add it again only where it went
+        labels = [c.get("label") for c in command("query-chardev") or ()]
+        if "ccid%d" % i not in labels:
+            command("chardev-add", id="ccid%d" % i, backend=_socket_backend(self.server))
         command("device_add", driver="usb-ccid", id="ccid%d" % i, bus="xhci.0")
         command("device_add", driver="ccid-card-passthru", id="card%d" % i,
                 chardev="ccid%d" % i, bus="ccid%d.0" % i)

@@ -151,11 +151,14 @@ def test_timeline_counts_from_qemus_first_connection():
 
 
 class FakeQmp:
-    def __init__(self):
+    def __init__(self, chardevs=()):
         self.calls = []
+        self.chardevs = list(chardevs)
 
     def __call__(self, name, **arguments):
         self.calls.append((name, arguments))
+        if name == "query-chardev":
+            return [{"label": c, "filename": "x"} for c in self.chardevs]
         return {}
 
 
@@ -176,6 +179,7 @@ def test_qemu_ccid_and_host_plug_through_qmp():
             rig.apply(Event(0, "remove", 0, 1), qmp)           # qemu-ccid has slot 0 only
     assert qmp.calls == [
         ("device_del", {"id": "ccid0"}),
+        ("query-chardev", {}),
         ("chardev-add", {"id": "ccid0", "backend": {"type": "socket", "data": {
             "addr": {"type": "unix", "data": {"path": path}}, "server": False,
             "reconnect": 1}}}),
@@ -186,6 +190,14 @@ def test_qemu_ccid_and_host_plug_through_qmp():
         ("device_add", {"driver": "usb-host", "id": "host1", "bus": "xhci.0", "port": "2",
                         "vendorid": 0x08E6, "productid": 0x3437}),
     ]
+
+
+def test_qemu_ccid_plug_keeps_a_chardev_still_there():
+    qmp = FakeQmp(["ccid0", "con0"])
+    with VmReaders(["qemu-ccid"]) as rig:
+        rig.qemu_options()
+        rig.apply(Event(0, "plug"), qmp)
+    assert [c[0] for c in qmp.calls] == ["query-chardev", "device_add", "device_add"]
 
 
 def test_qemu_ccid_insert_and_remove_go_through_vscard():

@@ -127,3 +127,35 @@ def test_two_emulated_readers_enumerate_exchange_and_leave(uefi_vm):
     # the 4 KiB ECHO really crossed usbredir in T=1 blocks (IFSC 32: 128+ each way)
     assert twin.server.counts["<-bulk_packet"] > 2 * 128
     assert U.STATUS_NAMES[0] == "success"
+
+
+def test_qemu_ccid_reader_unplugged_and_plugged_through_qmp(uefi_vm):
+    """The same watcher over QEMU's usb-ccid: card removal through VSCard, the
+    reader's unplug and plug through QMP (device_del, then device_add of the
+    reader and its card on the chardev QEMU kept)."""
+    rig = VmReaders(["qemu-ccid"], ["mini"])
+    with rig:
+        vm = uefi_vm("usbredir-app", args=["--wait-ms", "120000", "--replug"],
+                     attach=rig.bridges)
+        vm.wait_for_line(r"^usbredir: ready$", timeout=400)
+        rig.apply(Event(0, "remove"), vm.qmp_command)
+        vm.wait_for_line(r"^usbredir: 08E6:4433 slot 0 removed$", timeout=60, start=0)
+        rig.apply(Event(0, "unplug"), vm.qmp_command)
+        vm.wait_for_line(r"^usbredir: 08E6:4433 gone$", timeout=60, start=0)
+        rig.apply(Event(0, "insert", 0, 0, "mini"), vm.qmp_command)
+        rig.apply(Event(0, "plug"), vm.qmp_command)
+        status = vm.wait_exit(120)
+        assert status == 0, vm.exit_message + "\n" + vm.console
+        srv = rig.bridges[0].server
+    lines = lines_of(vm, "08E6:4433")
+    atr = " ".join("%02X" % b for b in MiniCard().atr)
+    back = lines.index("gone") + 1
+    assert lines[back:] == ["slot 0 present", "slot 0 ATR %s T=0" % atr,
+                            "slot 0 APDU <- DE AD BE EF 90 00"]
+    assert "usbredir: back" in vm.console_lines
+    # the card side: the chardev and its connection outlived the reader (QEMU
+    # greets again with Init on it); the ECHO answered before and after
+    assert srv.connections == 1 and srv.errors == []
+    assert srv.trace.count("<- Init reader=4294967295 56 53 43 44 00 00 00 02 00 00 00 00") == 2
+    echo = (bytes.fromhex("80EE000004DEADBEEF00"), bytes.fromhex("DEADBEEF9000"))
+    assert srv.apdus.count(echo) == 2
