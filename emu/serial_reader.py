@@ -58,6 +58,7 @@ CTRL_ACK = 0x06
 CTRL_NAK = 0x15
 NAK_FRAME = bytes((SYNC, CTRL_NAK, SYNC ^ CTRL_NAK))
 SLOT_CHANGE = 0x50
+TIME_REQUEST = 0x80       # the byte the reader sends while the card works
 
 # libccid's serial GemPC Twin: dwMaxCCIDMessageLength 271 (header + 261 data).
 MAX_CCID_MESSAGE = 271
@@ -81,10 +82,16 @@ def _personality(base, firmware, echo, **ccid):
     escape = dict(prof.get("escape", {}))
     escape[ESCAPE_FIRMWARE] = firmware
     prof["escape"] = escape
-    return {"profile": prof, "echo": echo, "slots": prof["ccid"]["bMaxSlotIndex"] + 1}
+    return {"profile": prof, "echo": echo, "slots": prof["ccid"]["bMaxSlotIndex"] + 1,
+            "display": bool(prof["ccid"]["bPINSupport"])}
 
 
 ESCAPE_FIRMWARE = b"\x02"
+# The PIN pad's display strings: B2 (load strings), A0 (memory), 00 (first
+# byte), 4D 4C (magic), then 16-byte strings. libccid 1.5 gives the port up
+# when the reader refuses it.
+ESCAPE_LOAD_STRINGS = b"\xB2\xA0\x00\x4D\x4C"
+DISPLAY_STRING = 16
 
 
 def personality(name):
@@ -113,10 +120,15 @@ PERSONALITIES = {
 
 
 def make_serial_reader(name, cards=None):
-    """(EmulatedReader, echo) for the personality ``name`` with ``cards`` (slot -> card)."""
+    """(EmulatedReader, echo) for the personality ``name`` with ``cards`` (slot -> card).
+
+    The reader's ``serial_personality`` is ``personality(name)``: a
+    SerialReaderBridge on it takes echo and display handling from there."""
     from ccidkit.emu.reader import EmulatedReader
     p = personality(name)
-    return EmulatedReader(p["profile"], cards=cards or {}), p["echo"]
+    reader = EmulatedReader(p["profile"], cards=cards or {})
+    reader.serial_personality = p
+    return reader, p["echo"]
 
 
 class SerialLinkError(CcidkitError):
@@ -276,21 +288,31 @@ def decode_frame(data, max_message=MAX_CCID_MESSAGE):
     raise SerialLinkError("a %s, not a CCID frame" % ev.kind, None, "SERIAL_NOT_CCID")
 
 
+def _is_time_extension(answer):
+    return (len(answer) >= C.CCID_HEADER_LENGTH and
+            C.command_status(answer[7]) == C.COMMAND_STATUS_TIME_EXTENSION)
+
+
 class GemPcTwinSerial:
     """Sans-I/O reader side of the serial link over an EmulatedReader.
 
     ``receive(data)`` takes host bytes and returns what the reader sends:
-    for each good frame its echo, then the reader's answer frame(s) (time
-    extensions first); for a damaged frame a NAK. The Escape ``01 01 01``
+    for each good frame its echo, then a time-request byte (80h) for each
+    CCID time extension and the reader's answer frame; for a damaged frame
+    a NAK. The Escape ``01 01 01``
     (notification mode) is answered here, a matter of the serial link;
     every other message goes to ``reader.bulk_out`` / ``reader.bulk_in``.
     ``trace`` records "-> msg" / "<- msg" hex lines of CCID messages (the
     last MAX_TRACE of them).
     """
 
-    def __init__(self, reader, echo=True, max_message=MAX_CCID_MESSAGE, log=None):
+    def __init__(self, reader, echo=True, max_message=MAX_CCID_MESSAGE, log=None,
+                 display=False):
         self.reader = reader
         self.echo = echo
+        # a PIN pad's display: the strings libccid loads (Escape B2 A0 00 4D 4C)
+        self.display = display
+        self.display_strings = []
         self.max_message = max_message
         self.decoder = Decoder(max_message)
         self.log = log
@@ -309,10 +331,26 @@ class GemPcTwinSerial:
         out = bytearray()
         for ev in self.decoder.feed(data):
             if ev.kind == "ccid":
-                if self.echo:
-                    out += encode_frame(ev.data, max(self.max_message, len(ev.data)))
                 self._note("-> " + to_hex(ev.data))
-                for answer in self._answers(ev.data):
+                answers = self._answers(ev.data)
+                if self.echo:
+                    echo = ev.data
+                    if self._is_load_strings(ev.data) and answers:
+                        # libccid 1.5.2 reads the echo into the buffer of the
+                        # answer (20 bytes here) and gives the port up on the
+                        # 175-byte echo of its own command ("Wrong value for
+                        # frame size: 175"): this one is echoed with the
+                        # answer's frame instead
+                        echo = answers[-1]
+                    out += encode_frame(echo, max(self.max_message, len(echo)))
+                for answer in answers:
+                    if _is_time_extension(answer):
+                        # on the serial link the reader asks for more time
+                        # with one byte 80..FF, not a CCID frame: libccid
+                        # takes every frame after its echo as the answer
+                        self._note("<- time request")
+                        out.append(TIME_REQUEST)
+                        continue
                     self._note("<- " + to_hex(answer))
                     out += encode_frame(answer, max(self.max_message, len(answer)))
             elif ev.kind in ("bad_lrc", "too_long"):
@@ -325,6 +363,14 @@ class GemPcTwinSerial:
     def _answers(self, msg):
         if (msg[0] == C.PC_to_RDR_Escape and msg[C.CCID_HEADER_LENGTH:]
                 == ESCAPE_SYNC_NOTIFICATION):
+            bslot, bseq = msg[5], msg[6]
+            status = C.make_status(self._icc(bslot), C.COMMAND_STATUS_NO_ERROR)
+            return [struct.pack("<BIBBBBB", C.RDR_to_PC_Escape, 0, bslot, bseq, status, 0, 0)]
+        if self._is_load_strings(msg):
+            text = msg[C.CCID_HEADER_LENGTH + len(ESCAPE_LOAD_STRINGS):]
+            self.display_strings = [
+                text[i:i + DISPLAY_STRING].decode("latin-1").rstrip()
+                for i in range(0, len(text), DISPLAY_STRING)]
             bslot, bseq = msg[5], msg[6]
             status = C.make_status(self._icc(bslot), C.COMMAND_STATUS_NO_ERROR)
             return [struct.pack("<BIBBBBB", C.RDR_to_PC_Escape, 0, bslot, bseq, status, 0, 0)]
@@ -342,6 +388,10 @@ class GemPcTwinSerial:
             self._note("!! " + str(e))
         return answers
 
+    def _is_load_strings(self, msg):
+        return (self.display and msg[0] == C.PC_to_RDR_Escape and msg[C.CCID_HEADER_LENGTH:
+                C.CCID_HEADER_LENGTH + len(ESCAPE_LOAD_STRINGS)] == ESCAPE_LOAD_STRINGS)
+
     def _icc(self, bslot):
         slots = getattr(self.reader, "slots", [])
         if bslot < len(slots):
@@ -357,9 +407,13 @@ class SerialReaderBridge:
     emu/pcscd.py). ``stop()`` ends the thread and closes the pty.
     """
 
-    def __init__(self, reader, log=None, echo=True):
+    def __init__(self, reader, log=None, echo=None):
         self.reader = reader
-        self.link = GemPcTwinSerial(reader, echo=echo, log=log)
+        p = getattr(reader, "serial_personality", None) or {}
+        if echo is None:
+            echo = p.get("echo", True)
+        self.link = GemPcTwinSerial(reader, echo=echo, log=log,
+                                    display=p.get("display", False))
         self.device = None
         self.errors = []
         self._master = None
