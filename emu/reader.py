@@ -30,7 +30,7 @@ from ..core import ccid as C
 from ..core import ccid_descriptor as CD
 from ..core import iso7816
 from ..core.apdu import APDUError, CommandAPDU
-from ..core.atr import parse_atr
+from ..core.atr import ATRError, parse_atr
 from ..core.errors import CcidkitError
 from ..core.t1 import put_edc, edc_size
 from .card.link import FaultLink
@@ -798,9 +798,20 @@ class EmulatedReader:
         if hasattr(card, "power_on"):
             card.power_on()
         atr = bytes(card.atr)
-        if self.quirks["contactless"]:
-            atr = pseudo_atr(parse_atr(atr).historical)
-        info = parse_atr(atr)
+        try:
+            if self.quirks["contactless"]:
+                atr = pseudo_atr(parse_atr(atr).historical)
+            info = parse_atr(atr)
+        except ATRError as e:
+            # CCID §6.2.6: no ATR at all reads as a mute card; a TS neither 3B nor
+            # 3F as BAD_ATR_TS (ISO/IEC 7816-3 §8.1); the card stays unpowered
+            s.powered = False
+            raise _Failed(C.ICC_MUTE if e.name == "ATR_EMPTY" else C.BAD_ATR_TS,
+                          activation_us + 20000)
+        if info.tck_ok is False:
+            # ISO/IEC 7816-3 §8.2.5: TCK makes the XOR of T0..TCK zero
+            s.powered = False
+            raise _Failed(C.BAD_ATR_TCK, activation_us)
         s.atr = atr
         s.atr_info = info
         s.powered = True
@@ -823,8 +834,10 @@ class EmulatedReader:
     def _card_classes(self, s):
         cls = getattr(s.card, "classes", None)
         if cls is None:
-            info = parse_atr(bytes(s.card.atr))
-            cls = info.classes
+            try:
+                cls = parse_atr(bytes(s.card.atr)).classes
+            except ATRError:
+                cls = None          # power-on answers the bError (_cmd_power_on)
         if not cls:
             cls = ("A", "B", "C")
         return tuple(cls)
@@ -950,7 +963,7 @@ class EmulatedReader:
         if cmd.p1 == 0:
             data = bytes(getattr(s.card, "uid", b"\x04\x63\x63\x69\x64\x6B\x74"))
         else:
-            data = parse_atr(bytes(s.card.atr)).historical
+            data = s.atr_info.historical if s.atr_info is not None else b""
         if cmd.ne is not None and cmd.ne != 256:
             if cmd.ne < len(data):
                 return bytes((0x6C, len(data)))
