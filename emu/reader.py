@@ -1188,6 +1188,9 @@ class EmulatedReader:
                 new = entries[0]
             data = self._format_pin(data, st, new, st.bInsertionOffsetNew)
         apdu = bytes(header) + bytes((len(data),)) + bytes(data)
+        # the PIN block is not kept beyond this command; the typed entries are
+        # str and the APDU bytes are immutable: those the runtime frees alone
+        data[:] = bytes(len(data))
         resp, us = self._pin_to_card(s, st, apdu)
         return 0, resp, typing + us
 

@@ -211,3 +211,39 @@ def test_usbredir_packet_repr_holds_no_pin():
 def test_private_pcscd_logs_apdus_only_when_asked():
     assert PrivatePcscd().apdu is False
     assert PrivatePcscd(apdu=True).apdu is True
+
+
+# --- the emulated PIN pad: the formatted PIN block is zeroed after use ----------------------
+
+def test_pinpad_entry_block_is_zeroed_and_never_logged(monkeypatch):
+    from ccidkit.core import part10
+    from ccidkit.emu import reader as emu_reader
+    from ccidkit.emu.card.minicard import MiniCard
+
+    class PinCard(MiniCard):
+        def process_apdu(self, apdu):
+            apdu = bytes(apdu)
+            if apdu[1] == 0x20:
+                return b"\x90\x00" if apdu[5:11] == PIN else b"\x63\xC2"
+            return MiniCard.process_apdu(self, apdu)
+
+    blocks = []
+    real = emu_reader.EmulatedReader._format_pin
+
+    def keep(self, *args):
+        block = real(self, *args)
+        blocks.append(block)
+        return block
+    monkeypatch.setattr(emu_reader.EmulatedReader, "_format_pin", keep)
+    backend, ts = open_emulated("pinpad", cards={0: PinCard()})
+    em = backend.readers[0] if not callable(backend.readers) else backend.readers()[0]
+    lines = []
+    r = Reader(ts[0], log=lines.append).open()
+    r.connect(0)
+    feats = part10.parse_feature_tlv(
+        part10.control(r, 0, part10.CM_IOCTL_GET_FEATURE_REQUEST, b""))
+    verify = part10.build_verify_structure(bytes.fromhex("0020000108") + b"\xFF" * 8)
+    em.keypad(0, PIN.decode())
+    assert part10.control(r, 0, feats[part10.FEATURE_VERIFY_PIN_DIRECT], verify) == b"\x90\x00"
+    assert len(blocks) == 1 and blocks[0] == bytearray(8)      # zeroed after the command
+    assert_no_pin("\n".join(lines) + repr(list(em.log)))
