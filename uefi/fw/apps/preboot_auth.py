@@ -21,10 +21,11 @@ Verdict lines (everything else starts with ``preboot-auth:``):
 
 A wrong PIN shows the tries the card has left (63Cx) and asks again; a card
 whose signature does not check is refused and the app waits for another
-card; a card pulled out at any point sends the app back to waiting. Every
-wait is bounded and so are the attempts (``--attempts``, default 3, wrong
-PINs and refused cards together): after the last one the status is
-non-zero. Status 0 only after a verified signature.
+card; a card pulled out at any point sends the app back to waiting (that is
+no failed attempt). Every wait is bounded and so are the failed attempts
+(``--attempts``, default 3, wrong PINs and refused cards together): after
+the last one the status is non-zero. Status 0 only after a verified
+signature.
 
 Status: 0 authenticated, 1 refused, 2 bad arguments, 3 no enrolled key,
 4 PIN failures (attempts used up, or the PIN blocked), 5 no card in time,
@@ -304,7 +305,6 @@ def authenticate_card(card, console, key, rng, state, pin_timeout_ms):
         if pin is None:
             console.verdict("FAILED no PIN typed in time")
             return Outcome(STATUS_TIMEOUT, "no PIN")
-        state["attempt"] += 1          # a PIN typed is an attempt; a card pulled is not
         if not PIN_MIN <= len(pin) <= PIN_LENGTH:
             console.line("a PIN has %d to %d digits" % (PIN_MIN, PIN_LENGTH))
             sw = None
@@ -315,6 +315,8 @@ def authenticate_card(card, console, key, rng, state, pin_timeout_ms):
             verified = True
             console.line("PIN verified")
             break
+        # a failed attempt: a wrong PIN (a card pulled, or a PIN verified, is none)
+        state["attempt"] += 1
         if sw is not None and sw & 0xFFF0 == 0x63C0:
             console.line("wrong PIN: %d tries left" % (sw & 0x0F))
             if sw & 0x0F == 0:
@@ -332,10 +334,12 @@ def authenticate_card(card, console, key, rng, state, pin_timeout_ms):
     console.line("challenge of %d bytes from EFI_RNG_PROTOCOL" % len(challenge))
     sig, sw = sign_challenge(card, key, challenge)
     if sig is None:
+        state["attempt"] += 1
         console.verdict("REFUSED card %s did not sign (%04X)" % (cid, sw))
         return None
     console.line("signature of %d bytes from key 9A" % len(sig))
     if not rsa_verify.verify_pkcs1_v15_sha256(key, challenge, sig):
+        state["attempt"] += 1
         console.verdict("REFUSED card %s: the signature does not match the enrolled key" % cid)
         return None
     console.verdict("SUCCESS card %s key %s" % (cid, key.fingerprint()[:16]))
@@ -473,18 +477,21 @@ class _PcscReaders:
         return None
 
     def wait_removal(self, card, wait_ms):
+        p = self.pcsc
         start = self.now_ms()
+        cur = p.SCARD_STATE_UNAWARE
         for _ in range(wait_ms // 250 + 4):
-            if not card.present():
-                card.close()
-                return True
             if self.now_ms() - start > wait_ms:
                 break
             try:
-                self.pcsc.SCardGetStatusChange(
-                    self.ctx, 500, [(card.name, self.pcsc.SCARD_STATE_PRESENT)])
-            except self.pcsc.PCSCError:
-                pass
+                states = p.SCardGetStatusChange(self.ctx, 500, [(card.name, cur)])
+            except p.PCSCError:
+                continue                      # SCARD_E_TIMEOUT: nothing changed
+            ev = states[0][1]
+            if not ev & p.SCARD_STATE_PRESENT:
+                card.close()
+                return True
+            cur = ev & ~p.SCARD_STATE_CHANGED
         return False
 
 
