@@ -470,3 +470,49 @@ def test_trace_never_shows_data(served):
     text = "\n".join(srv.trace)
     assert "31 32 33 34" not in text and "31323334" not in text
     assert "<- bulk_packet" in text and "endpoint=1" in text
+
+
+_guest_packets = st.one_of(
+    st.builds(lambda rt, rq, v, i, n: (U.CONTROL_PACKET, b"", dict(
+        endpoint=0x80, request=rq, requesttype=rt | 0x80, value=v, index=i, length=n)),
+        st.integers(0, 255), st.integers(0, 255), st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF), st.integers(0, 300)),
+    st.builds(lambda rt, rq, v, i, d: (U.CONTROL_PACKET, d, dict(
+        endpoint=0, request=rq, requesttype=rt & 0x7F, value=v, index=i, length=len(d))),
+        st.integers(0, 255), st.integers(0, 255), st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF), st.binary(max_size=16)),
+    st.builds(lambda d: (U.BULK_PACKET, d, dict(endpoint=0x01, length=len(d), stream_id=0)),
+              st.binary(max_size=80)),
+    st.builds(lambda ep, c: (U.SET_CONFIGURATION, b"", dict(configuration=c)),
+              st.just(0), st.integers(0, 3)),
+    st.builds(lambda i, a: (U.SET_ALT_SETTING, b"", dict(interface=i, alt=a)),
+              st.integers(0, 3), st.integers(0, 3)),
+    st.builds(lambda ep: (U.START_INTERRUPT_RECEIVING, b"", dict(endpoint=ep)),
+              st.sampled_from([0x83, 0x82, 0x81])),
+    st.just((U.GET_CONFIGURATION, b"", {})),
+)
+
+
+@given(st.lists(_guest_packets, max_size=12))
+def test_server_answers_every_request_whatever_the_guest_sends(packets):
+    # every control message and data packet gets exactly one answer with its id,
+    # and the server stays up (never an exception out of its thread)
+    reader = EmulatedReader("gemalto-pctwin", cards={0: MiniCard()})
+    srv = UsbredirServer(reader).start()
+    try:
+        q, _, _ = attach(srv)
+        for type_, data, fields in packets:
+            i = q.send(type_, data, **fields)
+            answer_type = {U.CONTROL_PACKET: U.CONTROL_PACKET, U.BULK_PACKET: U.BULK_PACKET,
+                           U.SET_CONFIGURATION: U.CONFIGURATION_STATUS,
+                           U.GET_CONFIGURATION: U.CONFIGURATION_STATUS,
+                           U.SET_ALT_SETTING: U.ALT_SETTING_STATUS,
+                           U.START_INTERRUPT_RECEIVING: U.INTERRUPT_RECEIVING_STATUS}[type_]
+            p = q.next(answer_type)
+            assert p.id == i
+            if type_ == U.CONTROL_PACKET and fields["endpoint"] & 0x80:
+                assert len(p.data) == p.length <= fields["length"]
+        assert srv._thread.is_alive() and srv.errors == []
+        q.close()
+    finally:
+        srv.stop()
