@@ -249,6 +249,7 @@ class PcscCard:
             raise VmReadersError("pcsc:%s: no such reader (have: %s)" % (
                 name, "; ".join(str(r) for r in found) or "none"), None, "NO_PCSC")
         self.reader_name = str(chosen)
+        self.connected = False
         self.connection = chosen.createConnection()
         self._connect()
         self.atr = bytes(self.connection.getATR())
@@ -265,6 +266,7 @@ class PcscCard:
             self.connection.connect()
         except _pyscard_errors() as e:
             raise VmReadersError("pcsc:%s: %s" % (self.name, e), None, "NO_PCSC")
+        self.connected = True
 
     def process_apdu(self, apdu):
         """The host card's answer; VmReadersError NO_PCSC when it cannot be had
@@ -276,14 +278,17 @@ class PcscCard:
         return bytes(data) + bytes((sw1, sw2))
 
     def power_off(self):
+        self.connected = False
         try:
             self.connection.disconnect()
         except _pyscard_errors():
             pass                    # already gone: nothing to undo
 
     def power_on(self):
-        self._connect()
-        self.atr = bytes(self.connection.getATR())
+        """A session again after power_off (the VSCard server calls it at insertion)."""
+        if not self.connected:
+            self._connect()
+            self.atr = bytes(self.connection.getATR())
 
 
 def _pyscard_errors():

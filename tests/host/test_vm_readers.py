@@ -218,11 +218,13 @@ class FakeConnection:
         self.present = present
         self.sent = []
         self.connected = False
+        self.connects = 0
 
     def connect(self):
         if not self.present:
             raise NoCardException("no card", 0)
         self.connected = True
+        self.connects += 1
 
     def disconnect(self):
         self.connected = False
@@ -256,8 +258,12 @@ def test_pcsc_card_forwards_apdus_to_the_host_reader():
     assert card.reader_name == "Virtual PCD 00 01" and card.atr == MiniCard().atr
     assert card.process_apdu(bytes.fromhex("80EE00000301020300")) == bytes.fromhex("0102039000")
     assert conn.sent == [bytes.fromhex("80EE00000301020300")]
+    card.power_on()                                     # still connected: nothing to do
+    assert conn.connects == 1
     card.power_off()
     assert not conn.connected
+    card.power_on()
+    assert conn.connected and conn.connects == 2
     assert PcscCard("1", readers=lambda: readers).reader_name == "Virtual PCD 00 01"
     with pytest.raises(VmReadersError) as e:
         PcscCard("0", readers=lambda: readers)                 # empty reader
