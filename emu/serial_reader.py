@@ -24,15 +24,21 @@ three this module emulates, with what libccid expects of each:
     GemPCTwin       1 slot, echo, no PIN pad, dwMaxDataRate 344086
     GemPCPinPad     1 slot, echo, bPINSupport 03 (verify and modify): pcscd
                     then offers FEATURE_VERIFY_PIN_DIRECT / MODIFY_PIN_DIRECT;
-                    libccid loads its display strings with an Escape
-                    ``B2 A0 00 4D 4C ...`` whose failure it only logs
+                    libccid 1.5.2 loads its display strings with an Escape
+                    ``B2 A0 00 4D 4C`` + 10 x 16 bytes and gives the port up
+                    when it fails, or when the echo of that 175-byte
+                    command does not fit its 20-byte answer buffer (so
+                    this one command is echoed with the answer's frame)
     GemCoreSIMPro   2 slots (bMaxSlotIndex 1), no echo, dwMaxDataRate 500000
                     (125000 on the second slot): pcscd lists two readers,
                     "<name> 00 00" and "<name> 00 01", over the one port
 
 All three are TPDU-level readers (dwFeatures 00010230) whose CCID messages
 are at most 271 bytes; libccid asks the firmware version (Escape ``02``)
-and must get an answer, or it gives the port up.
+and must get an answer, or it gives the port up. While the card works the
+reader sends time-request bytes (80h..FFh), never CCID time-extension
+frames: libccid reads one echo per ReadSerial call, so a second frame would
+be taken for another echo.
 
 This module has the frame codec (``encode_frame``, ``Decoder``,
 ``decode_frame``), the sans-I/O link (``GemPcTwinSerial``: host bytes in,
@@ -97,7 +103,8 @@ DISPLAY_STRING = 16
 def personality(name):
     """The serial reader libccid sees under ``name`` (GemPCTwin, GemPCPinPad,
     GemCoreSIMPro; any case): {"profile": a profile dict for EmulatedReader,
-    "echo": bool, "slots": int, "name": the canonical name}. SerialLinkError
+    "echo": bool, "slots": int, "display": bool (a PIN pad taking libccid's
+    display strings), "name": the canonical name}. SerialLinkError
     SERIAL_PERSONALITY for another name."""
     for known in PERSONALITIES:
         if known.lower() == str(name).lower():
