@@ -300,6 +300,18 @@ def _is_time_extension(answer):
             C.command_status(answer[7]) == C.COMMAND_STATUS_TIME_EXTENSION)
 
 
+def _trace_text(message):
+    """Hex of a host CCID message for the trace, PIN command data hidden."""
+    try:
+        msg = C.decode_bulk_out(bytes(message))
+    except C.CCIDError:
+        return to_hex(message)
+    if C.carries_pin(msg):
+        return "%s ** (%d data bytes hidden: PIN command)" % (to_hex(message[:10]),
+                                                              len(message) - 10)
+    return to_hex(message)
+
+
 class GemPcTwinSerial:
     """Sans-I/O reader side of the serial link over an EmulatedReader.
 
@@ -338,7 +350,7 @@ class GemPcTwinSerial:
         out = bytearray()
         for ev in self.decoder.feed(data):
             if ev.kind == "ccid":
-                self._note("-> " + to_hex(ev.data))
+                self._note("-> " + _trace_text(ev.data))
                 answers = self._answers(ev.data)
                 if self.echo:
                     echo = ev.data

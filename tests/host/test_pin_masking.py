@@ -247,3 +247,21 @@ def test_pinpad_entry_block_is_zeroed_and_never_logged(monkeypatch):
     assert part10.control(r, 0, feats[part10.FEATURE_VERIFY_PIN_DIRECT], verify) == b"\x90\x00"
     assert len(blocks) == 1 and blocks[0] == bytearray(8)      # zeroed after the command
     assert_no_pin("\n".join(lines) + repr(list(em.log)))
+
+
+def test_serial_link_trace_hides_pin_commands():
+    from ccidkit.core import ccid as C
+    from ccidkit.emu.card.minicard import MiniCard
+    from ccidkit.emu.serial_reader import make_serial_reader, GemPcTwinSerial
+    reader, echo = make_serial_reader("GemPCTwin", {0: MiniCard()})
+    link = GemPcTwinSerial(reader, echo=echo)
+    verify = bytes.fromhex("0020008006") + b"739182"
+    msg = C.CCIDMessage(C.PC_to_RDR_XfrBlock, bSlot=0, bSeq=1, abData=verify).to_bytes()
+    lrc = 0
+    frame = bytes((0x03, 0x06)) + msg
+    for b in frame:
+        lrc ^= b
+    link.receive(frame + bytes((lrc,)))
+    text = "\n".join(link.trace)
+    assert link.trace and "hidden" in text
+    assert "37 33 39 31 38 32" not in text and "739182" not in text
