@@ -319,6 +319,13 @@ static EFI_STATUS svc_intr_poll(ck_args_t *a, ck_out_t *o, const char **msg) {
   q->head = (q->head + n) % CK_INTR_QUEUE;
   q->count = 0;
   ck_bs->RestoreTPL(old);
+  if (n == 0) {
+    /* Nothing queued: tell an unplugged device apart from a quiet one, so the
+       driver's event poll sees the reader go (its queued packets come first). */
+    ck_usb_io_t *io;
+    EFI_STATUS s = open_dev(h, &io, NULL, msg);
+    if (EFI_ERROR(s)) return s;
+  }
   for (uint32_t i = 0; i < n; i++) {
     if (i) ck_out_char(o, ' ');
     ck_out_hexbytes(o, tmp[i], lens[i]);

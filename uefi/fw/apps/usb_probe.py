@@ -49,6 +49,18 @@ def _out(line):
     sys.stdout.write("usb-probe: " + line + "\n")
 
 
+def _power_select(desc):
+    """bPowerSelect for IccPowerOn (CCID §6.1.1): 0 (automatic) only when dwFeatures says the
+    reader selects the voltage itself; otherwise the lowest class it supports, as ISO/IEC 7816-3
+    §6.2.4 activates (bVoltageSupport bits: 1 = 5 V, 2 = 3 V, 4 = 1.8 V)."""
+    if desc.auto_voltage:
+        return 0
+    for bit, select in ((0x04, 3), (0x02, 2), (0x01, 1)):   # 1.8 V, 3 V, 5 V
+        if desc.bVoltageSupport & bit:
+            return select
+    return 0
+
+
 def _endpoints(dev):
     bulk_in = bulk_out = intr = None
     intr_mps = 8
@@ -160,7 +172,8 @@ def probe(apdu, wait_removal=False):
     status = reader.transact(CCIDMessage(ccid.PC_to_RDR_GetSlotStatus))
     _out("slot status: %s" % ccid.ICC_STATUS_NAMES[status.icc_status])
 
-    answer = reader.transact(CCIDMessage(ccid.PC_to_RDR_IccPowerOn, bPowerSelect=0))
+    answer = reader.transact(CCIDMessage(ccid.PC_to_RDR_IccPowerOn,
+                                         bPowerSelect=_power_select(desc)))
     _out("ATR %s" % to_hex(answer.abData))
     _out("APDU -> %s" % to_hex(apdu))
     answer = reader.transact(CCIDMessage(ccid.PC_to_RDR_XfrBlock, abData=apdu))
