@@ -80,9 +80,7 @@ def exchange(r, t1_echo):
 
 
 def _alive(r):
-    """GET_STATUS on the default pipe: fails once the UsbIo handle is gone.
-    (The runtime's interrupt queue keeps answering "nothing yet" for a
-    device that left, so polling events alone never notices an unplug.)"""
+    """GET_STATUS on the default pipe: fails once the UsbIo handle is gone."""
     try:
         r.transport.control(0x80, 0, 0, 0, 2, 1000)     # USB 2.0 §9.4.5 GET_STATUS
     except TransportError as e:
@@ -103,7 +101,10 @@ def watch(readers, wait_ms):
             if told.get(id(r)):
                 continue
             changed = r.poll_events(POLL_MS)
-            if not r.gone and not _alive(r):
+            # the driver marks a reader gone when its interrupt poll finds the device
+            # unplugged; GET_STATUS shows a transfer to the handle failing as well
+            alive = _alive(r)
+            if r.gone or not alive:
                 r.gone = True
                 told[id(r)] = True
                 _out("%s gone" % _tag(r))
