@@ -1,4 +1,4 @@
-"""The pre-boot authentication demo in QEMU (marker vm): four boots in all.
+"""The pre-boot authentication demo in QEMU (marker vm): five boots in all.
 
 1. card inserted late, pulled at the PIN prompt, put back, a wrong PIN with one
    attempt allowed: tries shown, status 4;
@@ -7,7 +7,8 @@
    the right PIN, SUCCESS and exit 0;
 3. a tampered signature, then a card whose key is not the enrolled one: both
    refused, status 1, never SUCCESS;
-4. Secure Boot with the unsigned image: the firmware refuses it, the app never starts.
+4. Secure Boot with the unsigned image: the firmware refuses it, the app never starts;
+5. `ccidkit uefi demo --reader emulated:gemalto-pctwin` (usb-redir): exit 0.
 """
 
 import re
@@ -125,3 +126,12 @@ def test_secure_boot_refuses_the_unsigned_image(tmp_path):
         assert not lines(demo, "preboot-auth")
         assert "CCIDKIT-EXIT" not in demo.vm.console
         assert demo.reader.server.apdus == []         # the card never heard from the VM
+
+
+def test_cli_demo_over_an_emulated_reader(ccidkit_cli):
+    proc = ccidkit_cli("uefi", "demo", "--reader", "emulated:gemalto-pctwin", "--timeout", "600")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert re.search(r"^preboot-auth: reader Gemplus USB SmartCard Reader .* 00 00$", out, re.M)
+    assert re.search(r"^PREBOOT-AUTH: SUCCESS card \S+ key [0-9a-f]{16}$", out, re.M), out
+    assert "PIN: ******" in out and "123456" not in out
