@@ -25,6 +25,7 @@ from ccidkit.emu.card.t1 import T1Card
 from ccidkit.emu.card.t0 import T0Card
 from ccidkit.emu.cards import make_card
 from ccidkit.emu.cards.auth import AuthCard, TAG_CHUID
+from ccidkit.emu.cardos import CardStatus
 from ccidkit.core import part10
 from ccidkit.uefi.fw import efi, usb_transport
 from ccidkit.uefi.fw import scard_reader as R
@@ -339,7 +340,18 @@ def _sc_t1(profile="gemalto-pctwin", card="minicard"):
     return em, sc
 
 
-def _edge(with_card=True, hash_functions=None):
+class _PinProtectedObjectCard(AuthCard):
+    """The PIV card answering GET DATA of Printed Information (5FC109) with 6982, as a
+    card does before the PIN when it holds that object (SP 800-73-4 Part 1 Table 3:
+    access rule PIN)."""
+
+    def get_data(self, cmd, data):
+        if bytes(data) == bytes.fromhex("5C035FC109"):
+            raise CardStatus(0x6982)
+        return AuthCard.get_data(self, cmd, data)
+
+
+def _edge(with_card=True, hash_functions=None, card_class=AuthCard):
     """(emulated reader, PIV auth card, EFI_SMART_CARD_EDGE_PROTOCOL), a fresh card copy."""
     d = _AUTH["dir"]
     if "base" not in _AUTH:
@@ -349,7 +361,7 @@ def _edge(with_card=True, hash_functions=None):
     _AUTH["n"] = _AUTH.get("n", 0) + 1
     path = os.path.join(d, "card%d.img" % _AUTH["n"])
     shutil.copy(_AUTH["base"], path)
-    card = AuthCard(image=path)
+    card = card_class(image=path)
     em = EmulatedReader("gemalto-pctwin", cards={0: card} if with_card else {})
     efi.set_host(Host([em]))
     if hash_functions is None:
@@ -731,6 +743,14 @@ def _edge_get_data(cases, expect):
         if edge.GetData(h, data_id, size, out)[0] != expect:
             return False
     return all(o is None or o == _buf(len(o)) for o in outs)
+
+
+def _edge_data_pin():
+    em, card, edge, h = _edge_connected(card_class=_PinProtectedObjectCard)
+    out = _buf(64)
+    return edge.GetData(h, E.DATA_ID_PRINTED_INFORMATION, 64, out) == \
+        (EFI_ACCESS_DENIED, 64) and out == _buf(64) and \
+        edge.GetData(h, E.DATA_ID_CHUID, 0, None)[0] == EFI_BUFFER_TOO_SMALL
 
 
 def _edge_data_small():
@@ -1242,6 +1262,8 @@ PROVOKE = {
         lambda: _edge_get_data((("00000000-0000-0000-0000-000000000000", 10, lambda: _buf(10)),
                                 (E.DATA_ID_PRINTED_INFORMATION, 10, lambda: _buf(10))),
                                EFI_NOT_FOUND),
+    (_ED + "GetData(SCardHandle, DataId, DataSize, Data)",
+     "the card wants the PIN verified for the object (6982)"): _edge_data_pin,
     (_ED + "GetData(SCardHandle, DataId, DataSize, Data)",
      "the object is longer than DataSize (DataSize 0: a size query)"): _edge_data_small,
     (_ED + "GetCredential(SCardHandle, CredentialSize, CredentialList)",
