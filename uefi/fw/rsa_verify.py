@@ -8,15 +8,21 @@
 Only big ints are needed: the RSA public operation is square-and-multiply
 (RFC 8017 §5.2.2 RSAVP1), the encoding is EMSA-PKCS1-v1_5 (§9.2) and the
 comparison is the whole encoded block (§8.2.2 step 3-4), so no parser of
-the signature's content is involved. SHA-256 is FIPS 180-4, written here
-because the subset (and the firmware's MicroPython) offers no hashlib to
-count on.
+the signature's content is involved. SHA-256: the runtime's ``hashlib``
+when there is one (the firmware's MicroPython WASI build has
+``hashlib.sha256`` and nothing else: no sha1, no md5), else
+``sha256_portable`` (FIPS 180-4, written here; the two agree).
 
 A malformed key is ``RsaVerifyError`` (name BAD_KEY); a signature of any
 content or length is just True or False.
 """
 
 from ccidkit.core.errors import CcidkitError
+
+try:
+    from hashlib import sha256 as _hashlib_sha256
+except ImportError:
+    _hashlib_sha256 = None
 
 # RFC 8017 §9.2 note 1: the DER of DigestInfo for SHA-256, before the 32-byte hash
 SHA256_DIGEST_INFO = bytes((0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
@@ -85,6 +91,15 @@ def _compress(h, block):
 
 def sha256(data):
     """The SHA-256 digest (32 bytes) of ``data`` (bytes, bytearray or memoryview)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise RsaVerifyError("sha256 wants bytes", None, "BAD_ARGUMENT")
+    if _hashlib_sha256 is not None:
+        return _hashlib_sha256(bytes(data)).digest()
+    return sha256_portable(data)
+
+
+def sha256_portable(data):
+    """SHA-256 in plain Python (FIPS 180-4), for runtimes without hashlib."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise RsaVerifyError("sha256 wants bytes", None, "BAD_ARGUMENT")
     data = bytes(data)
