@@ -396,6 +396,7 @@ class _PcscCard:
         self.name = name
         self.hcard = hcard
         self.atr = atr
+        self.events = None
 
     def transmit(self, apdu):
         try:
@@ -466,7 +467,9 @@ class _PcscReaders:
                     except p.PCSCError as e:
                         console.line("%s: %s" % (n, e))
                         continue
-                    return _PcscCard(p, self.ctx, n, hcard, atr)
+                    card = _PcscCard(p, self.ctx, n, hcard, atr)
+                    card.events = (ev >> 16) & 0xFFFF
+                    return card
             if not told_card:
                 console.line("waiting for a card")
                 told_card = True
@@ -480,6 +483,7 @@ class _PcscReaders:
         p = self.pcsc
         start = self.now_ms()
         cur = p.SCARD_STATE_UNAWARE
+        first = getattr(card, "events", None)     # the count when the card was taken
         for _ in range(wait_ms // 250 + 4):
             if self.now_ms() - start > wait_ms:
                 break
@@ -488,7 +492,11 @@ class _PcscReaders:
             except p.PCSCError:
                 continue                      # SCARD_E_TIMEOUT: nothing changed
             ev = states[0][1]
-            if not ev & p.SCARD_STATE_PRESENT:
+            count = (ev >> 16) & 0xFFFF          # the reader's card events (pcsc-lite)
+            if first is None:
+                first = count
+            # gone, or gone and another card in already (both between two looks)
+            if not ev & p.SCARD_STATE_PRESENT or count != first:
                 card.close()
                 return True
             cur = ev & ~p.SCARD_STATE_CHANGED
