@@ -206,3 +206,43 @@ def test_a_card_pulled_at_the_prompt_uses_no_attempt(image_dir):
     assert A.login(readers, console, enrolled(card), os.urandom, attempts=1) == A.STATUS_OK
     text = "".join(out)
     assert text.count("(attempt 1 of 1)") == 2 and "attempt 2" not in text
+
+
+class FakePcsc:
+    """Just what _PcscReaders.wait_removal uses, answering from a script of states."""
+    from ccidkit.core import pcsc as _p
+    PCSCError = _p.PCSCError
+    SCARD_STATE_UNAWARE = _p.SCARD_STATE_UNAWARE
+    SCARD_STATE_PRESENT = _p.SCARD_STATE_PRESENT
+    SCARD_STATE_CHANGED = _p.SCARD_STATE_CHANGED
+    SCARD_UNPOWER_CARD = _p.SCARD_UNPOWER_CARD
+
+    def __init__(self, states):
+        self.states = list(states)
+        self.asked = []
+
+    def SCardGetStatusChange(self, ctx, timeout, readers):
+        self.asked.append(readers[0][1])
+        return [(readers[0][0], self.states.pop(0), b"")]
+
+    def SCardDisconnect(self, h, disposition):
+        pass
+
+
+def test_wait_removal_sees_a_quick_swap_by_the_event_count():
+    P = FakePcsc._p.SCARD_STATE_PRESENT
+    clock = iter(range(0, 100000, 10))
+    # the card stays (count 5), then a swap happened between two looks (count 7, present)
+    fake = FakePcsc([P | (5 << 16), P | (5 << 16), P | (7 << 16)])
+    readers = A._PcscReaders(fake, 1, lambda: next(clock))
+    card = A._PcscCard(fake, 1, "R 00 00", 2, b"\x3b\x00")
+    card.events = 5
+    assert readers.wait_removal(card, 60000) is True
+    assert fake.asked == [0, P | (5 << 16), P | (5 << 16)]     # UNAWARE, then the last state
+    # a card that stays present with the same count keeps the app waiting (bounded)
+    fake = FakePcsc([P | (5 << 16)] * 400)
+    readers = A._PcscReaders(fake, 1, lambda: next(clock))
+    assert readers.wait_removal(card, 1000) is False
+    # an empty slot is a removal
+    fake = FakePcsc([0x10 | (6 << 16)])
+    assert A._PcscReaders(fake, 1, lambda: next(clock)).wait_removal(card, 1000) is True
