@@ -4,12 +4,15 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-portable subset clean
+.PHONY: setup demo host-demo test test-portable subset clean
 
 setup:
 	sh scripts/setup.sh
 
 demo: setup
+	$(VENV)/bin/ccidkit uefi demo
+
+host-demo: setup
 	$(VENV)/bin/ccidkit demo
 
 test: setup
