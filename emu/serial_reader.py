@@ -56,7 +56,7 @@ import tty
 
 from ccidkit.core import ccid as C
 from ccidkit.core.errors import CcidkitError
-from ccidkit.core.hexutil import to_hex
+from ccidkit.core.hexutil import PIN_INS, redact_apdu, to_hex
 from ccidkit.emu.reader import EmulatedReaderError
 
 SYNC = 0x03
@@ -301,15 +301,22 @@ def _is_time_extension(answer):
 
 
 def _trace_text(message):
-    """Hex of a host CCID message for the trace, PIN command data hidden."""
+    """Hex of a host CCID message for the trace, the data of a PIN command
+    replaced by 2A bytes (core.hexutil.redact_apdu) so the line stays hex:
+    an APDU-level XfrBlock, or a T=1 I-block carrying one (NAD PCB LEN, then
+    the APDU, then the EDC)."""
     try:
         msg = C.decode_bulk_out(bytes(message))
     except C.CCIDError:
         return to_hex(message)
-    if C.carries_pin(msg):
-        return "%s ** (%d data bytes hidden: PIN command)" % (to_hex(message[:10]),
-                                                              len(message) - 10)
-    return to_hex(message)
+    if not C.carries_pin(msg):
+        return to_hex(message)
+    head = bytes(message[:C.CCID_HEADER_LENGTH])
+    d = bytes(msg.abData)
+    if len(d) > 5 and d[1] in PIN_INS:
+        return to_hex(head + redact_apdu(d))
+    n = d[2]
+    return to_hex(head + d[:3] + redact_apdu(d[3:3 + n]) + d[3 + n:])
 
 
 class GemPcTwinSerial:
