@@ -46,13 +46,13 @@ import os
 import select
 import socket
 import struct
-import tempfile
 import threading
 import time
 
 from ccidkit.core import ccid as C
 from ccidkit.core.errors import CcidkitError
 from ccidkit.emu import reader as R
+from ccidkit.emu.sockets import listen_private
 
 # -- message types (usbredirproto.h) -------------------------------------------
 HELLO = 0
@@ -558,20 +558,9 @@ class UsbredirServer:
 
     # -- life cycle ----------------------------------------------------------------------
     def start(self):
-        if self.unix:
-            self._dir = tempfile.mkdtemp(prefix="ccidkit-usbredir-")
-            os.chmod(self._dir, 0o700)
-            self.path = os.path.join(self._dir, "usbredir.sock")
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.bind(self.path)
-            os.chmod(self.path, 0o600)
-        else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        s.listen(1)
-        self._listener = s
+        listener = listen_private("ccidkit-usbredir-", "usbredir.sock", self.unix)
+        self._dir, self.path, self.port = listener.directory, listener.path, listener.port
+        self._listener = listener.socket
         self._thread = threading.Thread(target=self._serve, name="usbredir", daemon=True)
         self._thread.start()
         return self

@@ -34,12 +34,12 @@ import os
 import select
 import socket
 import struct
-import tempfile
 import threading
 import time
 
 from ccidkit.core.errors import CcidkitError
 from ccidkit.core.hexutil import ApduMasker, mask_apdu, redact_apdu, to_hex
+from ccidkit.emu.sockets import listen_private
 
 VSC_Init = 1
 VSC_Error = 2
@@ -327,20 +327,9 @@ class VSCardServer:
 
     # -- life cycle -----------------------------------------------------
     def start(self):
-        if self.unix:
-            self._dir = tempfile.mkdtemp(prefix="ccidkit-vscard-")
-            os.chmod(self._dir, 0o700)
-            self.path = os.path.join(self._dir, "vscard.sock")
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.bind(self.path)
-            os.chmod(self.path, 0o600)
-        else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        s.listen(1)
-        self._listener = s
+        listener = listen_private("ccidkit-vscard-", "vscard.sock", self.unix)
+        self._dir, self.path, self.port = listener.directory, listener.path, listener.port
+        self._listener = listener.socket
         self._thread = threading.Thread(target=self._serve, name="vscard", daemon=True)
         self._thread.start()
         return self
