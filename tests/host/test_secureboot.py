@@ -14,13 +14,16 @@ from ccidkit.emu import secureboot as sb
 needs_sbsign = pytest.mark.skipif(shutil.which("sbsign") is None, reason="sbsigntool missing")
 
 
-def fake_efi(path):
-    """A minimal PE32+ image sbsign accepts: the build's own, else skip."""
-    from ccidkit.uefi.build import default_out_dir
-    src = os.path.join(default_out_dir(), "ccidkit.efi")
-    if not os.path.isfile(src):
-        pytest.skip("no built image (ccidkit uefi build) to sign")
-    shutil.copyfile(src, path)
+def image_efi(esp_dir):
+    """The run's built image (the plugin's uefi_image fixture builds it once)."""
+    src = os.path.join(esp_dir, "EFI", "BOOT", "BOOTX64.EFI")
+    assert os.path.isfile(src), "no BOOTX64.EFI in %s" % esp_dir
+    return src
+
+
+def fake_efi(path, esp_dir):
+    """A PE32+ image sbsign accepts: a copy of the run's own build."""
+    shutil.copyfile(image_efi(esp_dir), path)
     return path
 
 
@@ -52,10 +55,10 @@ def test_sign_option_parsing(tmp_path):
 
 
 @needs_sbsign
-def test_signed_image_verifies_only_with_its_certificate_and_unchanged(tmp_path):
+def test_signed_image_verifies_only_with_its_certificate_and_unchanged(tmp_path, uefi_image):
     keys = sb.ensure_keys(str(tmp_path / "k"))
     other = sb.ensure_keys(str(tmp_path / "other"))
-    src = fake_efi(str(tmp_path / "app.efi"))
+    src = fake_efi(str(tmp_path / "app.efi"), qemu.resolve_esp(uefi_image))
     dst = sb.sign_efi(src, str(tmp_path / "app.signed.efi"), keys.key, keys.cert)
     assert sb.verify_efi(dst, keys.cert) is True
     assert sb.verify_efi(dst, other.cert) is False
@@ -109,10 +112,10 @@ def test_secure_boot_vm_sets_and_restores_the_firmware(monkeypatch):
 
 
 @needs_sbsign
-def test_cli_build_sign_writes_a_signed_esp(tmp_path):
+def test_cli_build_sign_writes_a_signed_esp(tmp_path, uefi_image):
+    # uefi_image has built the default folder: the CLI finds it cached and signs it
     from ccidkit.uefi.build import default_out_dir
-    if not os.path.isfile(os.path.join(default_out_dir(), "ccidkit.efi")):
-        pytest.skip("no built image: the cached build is what this signs")
+    assert os.path.isfile(os.path.join(default_out_dir(), "ccidkit.efi"))
     keys = sb.ensure_keys(str(tmp_path / "k"))
     proc = subprocess.run([sys.executable, "-m", "ccidkit.scripts.main", "uefi", "build",
                            "--sign", "%s,%s" % (keys.key, keys.cert)],
