@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from ccidkit.emu import qemu
 from ccidkit.emu import secureboot as sb
 
 needs_sbsign = pytest.mark.skipif(shutil.which("sbsign") is None, reason="sbsigntool missing")
