@@ -32,7 +32,7 @@ stamp=.venv/.ccidkit-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,uefi,host,cards]'
+  .venv/bin/pip install -q -e '.[test,uefi,host,cards,bench]'
   touch "$stamp"
 fi
 
