@@ -1,0 +1,141 @@
+"""The pre-boot paths in one boot: QEMU's usb-ccid, several slots at once, and
+a card or reader lost in the middle of an exchange.
+
+preboot-paths-app (tests/vm/preboot_paths_app.py, embedded in an image built
+for this module) runs the in-firmware driver against three readers:
+QEMU's usb-ccid with a MiniCard behind VSCard (ATR, SELECT, READ BINARY of
+1 KiB in 256-byte pieces, compared here with the card's file), an emulated
+sysmoOCTSIM over usb-redir (three slots in one ``transmit_many``, pipelined)
+and an emulated GemPC Twin over usb-redir (a long chained T=1 ECHO broken by
+the card's removal, then by the reader's unplug; recovery after each).
+"""
+
+import fcntl
+import os
+import shutil
+import sys
+import time
+
+import pytest
+
+from ccidkit.emu.card.minicard import MiniCard, ef_content
+from ccidkit.emu.vm_readers import Event, VmReaders
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APP = os.path.join(HERE, "preboot_paths_app.py")
+CCID, OCTSIM, TWIN = 0, 1, 2          # the readers' positions in the rig
+BLOCKS_BEFORE_FAULT = 24              # usbredir bulk packets into the ECHO before the fault
+
+
+@pytest.fixture(scope="module")
+def uefi_image(pytestconfig):
+    """The default image plus preboot-paths-app, built beside it
+    (build/uefi-preboot-paths) from a copy of the default build's cache."""
+    if pytestconfig.getoption("ccidkit_image") or os.environ.get("CCIDKIT_UEFI_IMAGE"):
+        pytest.skip("these tests embed their own app: they build their image")
+    build = pytest.importorskip("ccidkit.uefi.build")
+
+    def progress(msg):
+        sys.stderr.write(msg + "\n")
+    build.build_image(progress=progress)
+    base = build.default_out_dir()
+    out = os.path.join(os.path.dirname(base), "uefi-preboot-paths")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(base, ".lock"), "w") as lock:  # the builder's own lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            shutil.copytree(os.path.join(base, "work"), os.path.join(out, "work"),
+                            dirs_exist_ok=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return build.build_image(out_dir=out, apps=[APP], progress=progress)
+
+
+def lines_of(vm, tag):
+    prefix = "paths: %s " % tag
+    return [line[len(prefix):] for line in vm.console_lines if line.startswith(prefix)]
+
+
+def _after_blocks(bridge, n, timeout=120.0):
+    """Wait (bounded) until ``n`` more bulk packets crossed the reader's usbredir link."""
+    start = bridge.server.counts["<-bulk_packet"]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if bridge.server.counts["<-bulk_packet"] >= start + n:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_usb_ccid_pipelined_slots_and_losses_mid_exchange(uefi_vm):
+    rig = VmReaders(["qemu-ccid", "emulated:sysmooctsim", "emulated:gemalto-pctwin"],
+                    ["none", "0:mini", "1:mini", "2:mini"])
+    with rig:
+        twin = rig.bridges[TWIN]
+        vm = uefi_vm("preboot-paths-app", args=["--wait-ms", "180000", "--long", "8192"],
+                     attach=rig.bridges)
+        # 1. the card leaves the Twin while the chained ECHO runs
+        vm.wait_for_line(r"^paths: twin wait remove$", timeout=600)
+        assert _after_blocks(twin, BLOCKS_BEFORE_FAULT)
+        twin.reader.faults.remove_mid_exchange(0)
+        vm.wait_for_line(r"^paths: twin wait insert$", timeout=180)
+        rig.apply(Event(0, "insert", TWIN, 0, "mini"))
+        # 2. the Twin leaves the bus while the chained ECHO runs
+        vm.wait_for_line(r"^paths: twin wait unplug$", timeout=300)
+        assert _after_blocks(twin, BLOCKS_BEFORE_FAULT)
+        rig.apply(Event(0, "unplug", TWIN))
+        vm.wait_for_line(r"^paths: twin wait plug$", timeout=180)
+        rig.apply(Event(0, "plug", TWIN))
+        status = vm.wait_exit(300)
+        assert status == 0, vm.exit_message + "\n" + vm.console
+        ccid_srv = rig.bridges[CCID].server
+        octsim = rig.bridges[OCTSIM]
+    print("\n".join(line for line in vm.console_lines if line.startswith("paths: ")))
+    atr = " ".join("%02X" % b for b in MiniCard().atr)
+
+    # usb-ccid: the 1 KiB file in four 256-byte answers, byte for byte
+    ccid = lines_of(vm, "ccid")
+    assert ccid[0] == "ATR %s T=0" % atr
+    assert ccid[1] == "SELECT 2F00 <- 90 00"
+    content = ef_content(0x2F00)
+    got = b""
+    for i, line in enumerate(ccid[2:6]):
+        off, n, sw1, sw2, hexdata = line.split(" ")[1:]
+        assert (int(off), int(n), sw1 + sw2) == (256 * i, 256, "9000")
+        got += bytes.fromhex(hexdata)
+    assert got == content
+    # ... and every one of them crossed VSCard as one APDU with its whole answer
+    reads = [(a, r) for a, r in ccid_srv.apdus if a[1:2] == b"\xB0"]
+    assert [a for a, _ in reads] == [bytes((0, 0xB0, i, 0, 0)) for i in range(4)]
+    assert [r for _, r in reads] == [content[256 * i:256 * i + 256] + b"\x90\x00"
+                                     for i in range(4)]
+
+    # sysmoOCTSIM: three slots in one transmit_many, three commands on the wire at once
+    oct_lines = lines_of(vm, "octsim")
+    assert oct_lines[:3] == ["slot %d ATR %s T=0" % (i, atr) for i in range(3)]
+    assert oct_lines[3] == "max_busy 8"
+    assert oct_lines[4:7] == ["slot %d SELECT <- 90 00" % i for i in range(3)]
+    assert oct_lines[7] == "SELECT in flight 3"
+    assert oct_lines[8:11] == [
+        "slot %d READ %d <- %s 90 00" % (i, 64 * i, " ".join(
+            "%02X" % b for b in content[64 * i:64 * i + 32])) for i in range(3)]
+    assert oct_lines[11] == "READ in flight 3"
+    assert octsim.server.errors == []
+
+    # GemPC Twin: the documented errors, then the next exchange goes through
+    tw = lines_of(vm, "twin")
+    assert tw[0] == "start T=1 IFSC 32"
+    assert tw[1:3] == ["wait remove",
+                       "remove error IFD_ICC_NOT_PRESENT -> SCARD_W_REMOVED_CARD"]
+    assert tw[3:7] == ["wait insert", "card back", "inserted T=1 IFSC 32",
+                       "inserted ECHO 4096 ok"]
+    # the broken transfer is a transport failure; the next one finds the reader gone
+    assert tw[7:10] == ["wait unplug",
+                        "unplug error IFD_COMMUNICATION_ERROR -> SCARD_E_NOT_TRANSACTED",
+                        "then IFD_NO_SUCH_DEVICE -> SCARD_E_READER_UNAVAILABLE"]
+    assert tw[10:] == ["wait plug", "back slot 0 present", "back T=1 IFSC 32",
+                      "back ECHO 4096 ok"]
+    assert ("remove", 0) in twin.reader.faults.fired
+    assert twin.server.counts["->device_disconnect"] == 1
+    assert twin.server.counts["->device_connect"] == 2
+    assert "paths: done" in vm.console_lines
