@@ -353,3 +353,51 @@ def test_close_stops_the_interrupt_transfer(use_host):
     assert host.calls[-1] == ("usb.intr_stop", "1 131")
     with pytest.raises(ReaderRemoved):
         t.bulk_in(64, 5)
+
+
+class DetachedHost(Host):
+    """The moment after a pull: the UsbIo handle is still listed, but every
+    transfer to the device fails (the bus driver has not removed it yet)."""
+
+    def __init__(self, readers, detached=(), **kw):
+        Host.__init__(self, readers, **kw)
+        self.detached = set(detached)
+
+    def call(self, name, payload):
+        if name.startswith("usb.") and name != "usb.list" and int(payload.split(" ")[0]) in self.detached:
+            self.calls.append((name, payload))
+            return self._err(efi.EFI_DEVICE_ERROR, "transfer failed, UsbStatus 0x00000004")
+        return Host.call(self, name, payload)
+
+
+def test_a_transfer_broken_by_a_pull_names_the_reader_removed():
+    r = pctwin()
+    host = DetachedHost([r])
+    efi.set_host(host)
+    try:
+        t = usb_transport.find_readers()[0]
+        reader = Reader(t).open()
+        reader.power_on(0)
+        reader.set_protocol(0, PROTOCOL_T1)
+        host.detached.add(1)
+        with pytest.raises(ReaderError) as e:
+            reader.transmit(0, ECHO)
+        # the failed bulk transfer was followed by GET_STATUS (USB 2.0 §9.4.5), which failed too
+        names = [n for n, _ in host.calls[-2:]]
+        assert names == ["usb.bulk_out", "usb.control"]
+        assert host.calls[-1][1].split(" ")[1:4] == ["128", "0", "0"]
+    finally:
+        efi.set_host(None)
+    assert e.value.name == "IFD_NO_SUCH_DEVICE"
+    assert reader.gone
+
+
+def test_a_slow_reader_that_answers_get_status_stays_a_timeout(use_host):
+    r = pctwin()
+    host = use_host([r])
+    t = usb_transport.find_readers()[0]
+    with pytest.raises(TransportTimeout):
+        t.bulk_in(64, 5)
+    assert host.calls[-1][0] == "usb.control"         # the probe ran and the reader answered
+    with pytest.raises(TransportTimeout):             # and the transport is not marked gone
+        t.bulk_in(64, 5)

@@ -21,6 +21,9 @@ EFI_STATUS -> transport errors:
     EFI_NOT_FOUND, EFI_NO_MEDIA              ReaderRemoved (the UsbIo handle is gone)
     EFI_DEVICE_ERROR with UsbStatus STALL    TransportStall
     anything else                            TransportError (code = the EFI_STATUS)
+A bulk transfer that fails otherwise (timeout, device error) is followed by a
+GET_STATUS on the default pipe: when that fails too, the reader was pulled out
+during the transfer and the error is ReaderRemoved.
 A reader once removed stays removed: every later call raises ReaderRemoved.
 """
 
@@ -44,6 +47,7 @@ MAX_BULK_TIMEOUT_MS = 600000     # the runtime's limit for one transfer
 MAX_BULK_IN = 4096
 MAX_OUT_PIECES = 64              # bulk-OUT: partial writes accepted for one message
 MAX_STRING = 255                 # a string descriptor is at most 255 bytes
+PROBE_TIMEOUT_MS = 500           # GET_STATUS after a failed bulk transfer
 
 CLASS_CCID = 0x0B
 CLASS_VENDOR = 0xFF
@@ -209,6 +213,23 @@ class EfiUsbTransport(Transport):
             self._gone = True
         return err
 
+    def _fail_transfer(self, e):
+        """The error for a failed bulk transfer. A reader pulled out while a
+        transfer runs makes that transfer fail (EFI_DEVICE_ERROR or EFI_TIMEOUT)
+        before the USB bus driver takes its UsbIo handle away; a GET_STATUS on
+        the default pipe (USB 2.0 §9.4.5, which every device answers) tells
+        that apart from a slow or confused reader, so the driver names the
+        reader removed at once, as on the host."""
+        err = self._fail(e)
+        if isinstance(err, (ReaderRemoved, TransportStall)):
+            return err
+        try:
+            efi.usb_control(self.handle, 0x80, 0, 0, 0, 2, PROBE_TIMEOUT_MS)
+        except efi.EfiError as pe:
+            self._gone = True
+            return ReaderRemoved("%s; then GET_STATUS: %s" % (e, pe), pe.status)
+        return err
+
     def _start_interrupt(self):
         try:
             efi.usb_interrupt_start(self.handle, self.ep_int, self.int_mps, self.int_interval)
@@ -229,7 +250,7 @@ class EfiUsbTransport(Transport):
             try:
                 n = efi.usb_bulk_out(self.handle, self.ep_out & 0x7F, data[pos:], _ms(timeout_ms))
             except efi.EfiError as e:
-                raise self._fail(e)
+                raise self._fail_transfer(e)
             pos += n
             if pos >= len(data) or n <= 0:
                 break
@@ -247,7 +268,7 @@ class EfiUsbTransport(Transport):
             self._rx_left = 0
             if self.trace is not None:
                 self.trace("<-", e.name)
-            raise self._fail(e)
+            raise self._fail_transfer(e)
         if self.trace is not None:
             self.trace("<-", data)
         return self._frame(data)
