@@ -223,6 +223,14 @@ def parse_events(text):
 
 # -- a card on the host's PC/SC ------------------------------------------------------
 
+# pcsc-lite's values (winscard.h / pcsclite.h)
+SCARD_LEAVE_CARD = 0
+SCARD_W_UNPOWERED_CARD = 0x80100067
+SCARD_W_RESET_CARD = 0x80100068
+CARD_RESET_CODES = (SCARD_W_UNPOWERED_CARD, SCARD_W_RESET_CARD,
+                    SCARD_W_UNPOWERED_CARD - (1 << 32), SCARD_W_RESET_CARD - (1 << 32))
+
+
 class PcscCard:
     """The card in a host PC/SC reader, through pyscard: ``atr`` and
     ``process_apdu`` forward to it. ``name`` picks the reader: its number in
@@ -250,6 +258,7 @@ class PcscCard:
                 name, "; ".join(str(r) for r in found) or "none"), None, "NO_PCSC")
         self.reader_name = str(chosen)
         self.connected = False
+        self.resets = 0
         self.connection = chosen.createConnection()
         self._connect()
         self.atr = bytes(self.connection.getATR())
@@ -263,19 +272,41 @@ class PcscCard:
 
     def _connect(self):
         try:
-            self.connection.connect()
+            # shared, and leaving the card powered when we let go: the host's
+            # own applications keep their sessions (PC/SC SCARD_LEAVE_CARD)
+            self.connection.connect(disposition=SCARD_LEAVE_CARD)
         except _pyscard_errors() as e:
             raise VmReadersError("pcsc:%s: %s" % (self.name, e), None, "NO_PCSC")
         self.connected = True
 
     def process_apdu(self, apdu):
         """The host card's answer; VmReadersError NO_PCSC when it cannot be had
-        (the VSCard server then answers 6F 00 for it)."""
+        (the VSCard server then answers 6F 00 for it).
+
+        Another host application that lets go of the card with a reset or
+        power-down (pyscard's default) leaves our handle answering
+        SCARD_W_RESET_CARD / SCARD_W_UNPOWERED_CARD: as pcsc-lite asks, the
+        handle is reconnected (without a further reset) and the command sent
+        once more; ``resets`` counts it (the card's state, a verified PIN
+        for one, is gone as after any reset)."""
+        cmd = list(bytes(apdu))
+        for attempt in range(2):
+            try:
+                data, sw1, sw2 = self.connection.transmit(cmd)
+                return bytes(data) + bytes((sw1, sw2))
+            except _pyscard_errors() as e:
+                if attempt or getattr(e, "hresult", None) not in CARD_RESET_CODES:
+                    raise VmReadersError("pcsc:%s: %s" % (self.name, e), None, "NO_PCSC")
+                self._reconnect(e)
+        raise VmReadersError("pcsc:%s: no answer" % self.name, None, "NO_PCSC")
+
+    def _reconnect(self, why):
+        self.resets += 1
         try:
-            data, sw1, sw2 = self.connection.transmit(list(bytes(apdu)))
+            self.connection.reconnect(disposition=SCARD_LEAVE_CARD)
         except _pyscard_errors() as e:
-            raise VmReadersError("pcsc:%s: %s" % (self.name, e), None, "NO_PCSC")
-        return bytes(data) + bytes((sw1, sw2))
+            raise VmReadersError("pcsc:%s: reconnect after %s: %s" % (self.name, why, e),
+                                 None, "NO_PCSC")
 
     def power_off(self):
         self.connected = False

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from hypothesis import given, strategies as st
-from smartcard.Exceptions import NoCardException
+from smartcard.Exceptions import CardConnectionException, NoCardException
 
 from ccidkit.core.errors import CcidkitError
 from ccidkit.emu import vm_readers as V
@@ -220,9 +220,10 @@ class FakeConnection:
         self.connected = False
         self.connects = 0
 
-    def connect(self):
+    def connect(self, disposition=None):
         if not self.present:
             raise NoCardException("no card", 0)
+        assert disposition == 0             # SCARD_LEAVE_CARD: never reset the host's sessions
         self.connected = True
         self.connects += 1
 
@@ -341,6 +342,30 @@ def test_pcsc_card_through_pcscd_and_vpcd(pcscd_vpcd):
         assert card.reader_name.startswith("Virtual PCD 00 00")
         assert card.atr == MiniCard().atr
         assert card.process_apdu(bytes.fromhex("80EE000002CAFE00")) == bytes.fromhex("CAFE9000")
+        # a host application lets go with pyscard's default (power the card down):
+        # our handle is reset; it reconnects and the command goes through
+        from smartcard.System import readers
+        other = [r for r in readers() if str(r).startswith("Virtual PCD 00 00")][0]
+        conn = other.createConnection()
+        conn.connect()
+        conn.disconnect()
+        assert card.process_apdu(bytes.fromhex("80EE000002BEEF00")) == bytes.fromhex("BEEF9000")
+        assert card.resets == 1
         card.power_off()
+        # and ours lets go leaving the card powered: a host session stays usable
+        conn = other.createConnection()
+        for _ in range(50):
+            # pcscd answers SCARD_W_UNPOWERED_CARD until its reader thread has seen
+            # the powered-down card (under a second here): try again, bounded
+            try:
+                conn.connect()
+                break
+            except CardConnectionException:
+                time.sleep(0.1)
+        card.power_on()
+        card.power_off()
+        data, sw1, sw2 = conn.transmit(list(bytes.fromhex("80EE000001AA00")))
+        assert (bytes(data), sw1, sw2) == (b"\xAA", 0x90, 0x00)
+        conn.disconnect()
     finally:
         vicc.stop()

@@ -1,6 +1,7 @@
 """preboot-paths-app: the VM side of tests/vm/test_preboot_paths.py (embedded in the image that test builds).
 
     preboot-paths-app [--wait-ms MS] [--long N]
+    preboot-paths-app --pcsc
 
 Runs the in-firmware driver (core/driver.py over uefi/fw/usb_transport.py) on
 the three readers the test attaches and prints one line per fact, each
@@ -19,6 +20,10 @@ starting ``paths: ``:
       long ECHO during which the reader leaves the bus, the reader back (a
       new UsbIo handle) and an ECHO again.
 
+With ``--pcsc`` it instead takes every reader it finds (the test puts a host
+card, served by the host's pcscd, behind each), powers slot 0 and prints the
+ATR, an ECHO and the first 32 bytes of EF 2F00 per reader (``paths: pcsc``).
+
 The host learns where the app is from ``paths: twin wait ...`` lines. Status:
 0 done, 3 a reader missing, 4 an unexpected driver error, 6 timeout.
 """
@@ -26,6 +31,7 @@ The host learns where the app is from ``paths: twin wait ...`` lines. Status:
 import binascii
 import sys
 
+from ccidkit.core.apdu import transmit_with_auto_response
 from ccidkit.core.driver import PROTOCOL_T0, PROTOCOL_T1, Reader, ReaderError
 from ccidkit.core.hexutil import to_hex
 from ccidkit.core.pcsc import from_reader_error
@@ -238,12 +244,32 @@ def twin_path(r, wait_ms, long_n):
     return 0
 
 
+def pcsc_path(readers):
+    """A host card (pcsc:NAME on the host) behind every reader: the same card
+    answers through each bridge."""
+    for r in readers:
+        atr, proto = r.connect(0, PROTOCOL_T0 | PROTOCOL_T1)
+        _out("pcsc %s ATR %s T=%d" % (_tag(r), to_hex(atr), proto))
+        data = bytes([(0x30 + i) & 0xFF for i in range(16)])
+        # short case 4; at T=0 the card's 61xx is followed by GET RESPONSE (ISO/IEC 7816-4 §5.3.4)
+        ans = transmit_with_auto_response(bytes((0x80, 0xEE, 0, 0, 16)) + data + b"\x00",
+                                          lambda c: r.transmit(0, c))
+        _out("pcsc %s ECHO %s" % (_tag(r), to_hex(ans)))
+        _out("pcsc %s SELECT 2F00 <- %s" % (_tag(r), to_hex(r.transmit(0, SELECT_2F00))))
+        _out("pcsc %s READ 0 <- %s" % (_tag(r), to_hex(r.transmit(0, _read_binary(0, 32)))))
+    return 0
+
+
 def main(argv):
     wait_ms = 120000
     long_n = 8192
     args = list(argv)
+    pcsc = False
     while args:
         a = args.pop(0)
+        if a == "--pcsc":
+            pcsc = True
+            continue
         if a in ("--wait-ms", "--long") and args:
             try:
                 v = int(args.pop(0))
@@ -257,7 +283,7 @@ def main(argv):
             else:
                 long_n = v
         else:
-            _out("usage: preboot-paths-app [--wait-ms MS] [--long N]")
+            _out("usage: preboot-paths-app [--wait-ms MS] [--long N] | --pcsc")
             return 2
     from ccidkit.uefi.fw.usb_transport import find_readers
     byname = {}
@@ -265,6 +291,14 @@ def main(argv):
         for t in find_readers():
             r = Reader(t).open()
             byname[_tag(r)] = r
+        if pcsc:
+            if not byname:
+                _out("missing reader: none found")
+                return 3
+            status = pcsc_path([byname[k] for k in sorted(byname)])
+            if not status:
+                _out("done")
+            return status
         for want in (QEMU_CCID, OCTSIM, TWIN):
             if want not in byname:
                 _out("missing reader %s" % want)

@@ -140,3 +140,60 @@ def test_usb_ccid_pipelined_slots_and_losses_mid_exchange(uefi_vm):
     assert twin.server.counts["->device_disconnect"] == 1
     assert twin.server.counts["->device_connect"] == 2
     assert "paths: done" in vm.console_lines
+
+
+# -- a host card shared with the VM: pcsc:NAME through both bridges --------------
+
+PCSC_READER = "Virtual PCD 00 00"
+
+
+def _host_card_ready(timeout=10.0):
+    """The vpcd card as the host's pcscd lists it (pcscd looks every 400 ms)."""
+    from ccidkit.emu.vm_readers import PcscCard, VmReadersError
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            card = PcscCard(PCSC_READER)
+            card.power_off()
+            return
+        except VmReadersError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+def test_host_card_shared_through_pcsc_into_the_vm(uefi_vm, pcscd_vpcd):
+    from smartcard.System import readers
+    card = MiniCard()
+    vicc = pcscd_vpcd.vicc(card)
+    try:
+        _host_card_ready()
+        rig = VmReaders(["qemu-ccid", "emulated:gemalto-pctwin"], ["pcsc:" + PCSC_READER])
+        with rig:
+            vm = uefi_vm("preboot-paths-app", args=["--pcsc"], attach=rig.bridges)
+            vm.wait_for_line(r"^paths: pcsc 08E6:4433 ATR ", timeout=300)
+            # the host keeps its reader: its own session works while the VM uses the card
+            host = [r for r in readers() if str(r).startswith(PCSC_READER)][0]
+            conn = host.createConnection()
+            conn.connect()
+            data, sw1, sw2 = conn.transmit(list(bytes.fromhex("80EE000003C0FFEE00")))
+            conn.disconnect()
+            status = vm.wait_exit(300)
+            assert status == 0, vm.exit_message + "\n" + vm.console
+        assert bytes(data) + bytes((sw1, sw2)) == bytes.fromhex("C0FFEE9000")
+        seen = [a for sess in vicc.sessions for a, _ in sess.apdus]
+    finally:
+        vicc.stop()
+    lines = lines_of(vm, "pcsc")
+    atr = " ".join("%02X" % b for b in card.atr)
+    echo = " ".join("%02X" % (0x30 + i) for i in range(16)) + " 90 00"
+    head = " ".join("%02X" % b for b in ef_content(0x2F00)[:32]) + " 90 00"
+    for tag in ("08E6:3437", "08E6:4433"):          # the Twin over usb-redir, QEMU's usb-ccid
+        mine = [line[len(tag) + 1:] for line in lines if line.startswith(tag + " ")]
+        assert mine[0].startswith("ATR %s T=" % atr), mine
+        assert mine[1:] == ["ECHO " + echo, "SELECT 2F00 <- 90 00", "READ 0 <- " + head]
+    # the firmware's commands reached the host's pcscd and the card behind it
+    assert rig.bridges[0].server.errors == []
+    assert bytes.fromhex("80EE000003C0FFEE00") in seen                # the host's own
+    assert sum(1 for a in seen if a[1:2] == b"\xB0") == 2              # a READ per reader
+    assert sum(1 for a in seen if a[:4] == bytes.fromhex("80EE0000")) == 3
