@@ -302,11 +302,19 @@ class EmulatedReader:
             # bInterval 16 ms and 8-byte packets chosen; NotifySlotChange of
             # 8 slots takes 3 bytes.
             eps.append(struct.pack("<BBBBHB", 7, 5, EP_INTERRUPT_IN, 3, 8, 16))
-        iface = struct.pack("<BBBBBBBBB", 9, 4, u["interface_number"], 0, len(eps),
+        n = u["interface_number"]
+        # USB 2.0 §9.6.3: interfaces are numbered 0 .. bNumInterfaces-1. A reader
+        # whose CCID interface is not the first (the Cherry keyboard-reader has
+        # its HID keyboard at 0) gets the interfaces before it as vendor-specific
+        # ones without endpoints: numbered right for firmware and host stacks,
+        # and nothing there for a class driver to bind to.
+        body = b"".join(struct.pack("<BBBBBBBBB", 9, 4, i, 0, 0, 0xFF, 0, 0, 0)
+                        for i in range(n))
+        iface = struct.pack("<BBBBBBBBB", 9, 4, n, 0, len(eps),
                             u["interface_class"], 0, u["interface_protocol"], 0)
-        body = iface + self.class_descriptor + b"".join(eps)
+        body += iface + self.class_descriptor + b"".join(eps)
         total = 9 + len(body)
-        cfg = struct.pack("<BBHBBBBB", 9, 2, total, 1, 1, 0, 0x80, u["bMaxPower"])
+        cfg = struct.pack("<BBHBBBBB", 9, 2, total, n + 1, 1, 0, 0x80, u["bMaxPower"])
         return cfg + body
 
     def string(self, index, langid=0x0409):

@@ -878,3 +878,24 @@ def test_control_requests_answer_or_stall(bmRequestType, bRequest, wValue, wInde
         assert type(e).__name__ in ("ReaderStall", "ReaderTimeout")
         return
     assert isinstance(out, bytes) and len(out) <= length
+
+
+def test_every_profile_numbers_its_interfaces_from_zero():
+    # USB 2.0 §9.6.3: bNumInterfaces interfaces, numbered 0 .. bNumInterfaces-1
+    for pid, prof in PROFILES.items():
+        if "usb" not in prof:
+            continue                                    # a bank of other profiles
+        r = EmulatedReader(pid)
+        cfg = r.config_descriptor
+        numbers = []
+        pos = 0
+        while pos + 2 <= len(cfg):
+            if cfg[pos + 1] == 4:
+                numbers.append(cfg[pos + 2])
+            pos += cfg[pos]
+        assert pos == len(cfg) == cfg[2] | (cfg[3] << 8), pid
+        assert numbers == list(range(cfg[4])), pid
+        ccid_if = prof["usb"]["interface_number"]
+        found = [cfg[i + 2] for i in range(len(cfg) - 9)
+                 if cfg[i] == 9 and cfg[i + 1] == 4 and cfg[i + 5] == prof["usb"]["interface_class"]]
+        assert found == [ccid_if], pid

@@ -125,9 +125,11 @@ def test_ep_info_layout():
     assert e.ep_type.count(U.TYPE_INVALID) == 32 - 5
     assert (got[2].vendor_id, got[2].product_id) == (0x08E6, 0x3437)
     assert got[2].device_version_bcd == 0x0100
-    # a reader without interrupt endpoint, on interface 1
+    # a reader whose CCID interface is number 1: interface 0 is listed before it
     info, ep_info, connect = U.device_packets(EmulatedReader("cherry-st"))
-    assert info.interface[:2] == b"\x01\x00" and info.interface_class[0] == 0x0B
+    assert info.interface_count == 2
+    assert info.interface[:3] == b"\x00\x01\x00" and info.interface_class[:2] == b"\xFF\x0B"
+    assert ep_info.interface[U.ep_index(0x82)] == 1
     info, ep_info, connect = U.device_packets(EmulatedReader("iccd-token"))
     assert ep_info.ep_type[U.ep_index(0x83)] == U.TYPE_INVALID
     assert (connect.vendor_id, connect.product_id) == (0x1209, 0x0CC1)

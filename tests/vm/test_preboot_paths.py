@@ -168,7 +168,8 @@ def test_host_card_shared_through_pcsc_into_the_vm(uefi_vm, pcscd_vpcd):
     vicc = pcscd_vpcd.vicc(card)
     try:
         _host_card_ready()
-        rig = VmReaders(["qemu-ccid", "emulated:gemalto-pctwin"], ["pcsc:" + PCSC_READER])
+        rig = VmReaders(["qemu-ccid", "emulated:gemalto-pctwin", "emulated:cherry-st"],
+                        ["pcsc:" + PCSC_READER])
         with rig:
             vm = uefi_vm("preboot-paths-app", args=["--pcsc"], attach=rig.bridges)
             vm.wait_for_line(r"^paths: pcsc 08E6:4433 ATR ", timeout=300)
@@ -188,12 +189,13 @@ def test_host_card_shared_through_pcsc_into_the_vm(uefi_vm, pcscd_vpcd):
     atr = " ".join("%02X" % b for b in card.atr)
     echo = " ".join("%02X" % (0x30 + i) for i in range(16)) + " 90 00"
     head = " ".join("%02X" % b for b in ef_content(0x2F00)[:32]) + " 90 00"
-    for tag in ("08E6:3437", "08E6:4433"):          # the Twin over usb-redir, QEMU's usb-ccid
+    # QEMU's usb-ccid; over usb-redir the Twin and the Cherry (its CCID interface is number 1)
+    for tag in ("046A:0010", "08E6:3437", "08E6:4433"):
         mine = [line[len(tag) + 1:] for line in lines if line.startswith(tag + " ")]
         assert mine[0].startswith("ATR %s T=" % atr), mine
         assert mine[1:] == ["ECHO " + echo, "SELECT 2F00 <- 90 00", "READ 0 <- " + head]
     # the firmware's commands reached the host's pcscd and the card behind it
     assert rig.bridges[0].server.errors == []
     assert bytes.fromhex("80EE000003C0FFEE00") in seen                # the host's own
-    assert sum(1 for a in seen if a[1:2] == b"\xB0") == 2              # a READ per reader
-    assert sum(1 for a in seen if a[:4] == bytes.fromhex("80EE0000")) == 3
+    assert sum(1 for a in seen if a[1:2] == b"\xB0") == 3              # a READ per reader
+    assert sum(1 for a in seen if a[:4] == bytes.fromhex("80EE0000")) == 4
