@@ -312,6 +312,8 @@ class VSCardServer:
         self.apdus = []
         self.masker = ApduMasker()
         self.errors = []
+        self.unanswered = []
+        self._silent = None
         self.peer_version = None
         self.connections = 0
         self._lock = threading.Lock()
@@ -324,6 +326,25 @@ class VSCardServer:
         self._dir = None
         self.path = None
         self.port = None
+
+    def leave_unanswered(self, predicate, count=1):
+        """A silent card: the next ``count`` APDUs for which ``predicate(apdu)``
+        is true get no answer at all (recorded in ``unanswered``). QEMU's
+        usb-ccid then never answers the guest's XfrBlock, which is how its
+        bSeq pairing breaks (the reader quirk the driver must survive)."""
+        with self._lock:
+            self._silent = (predicate, int(count))
+
+    def _swallow(self, apdu):
+        with self._lock:
+            if self._silent is None:
+                return False
+            predicate, left = self._silent
+            if left <= 0 or not predicate(bytes(apdu)):
+                return False
+            self._silent = (predicate, left - 1) if left > 1 else None
+        _bounded_append(self.unanswered, redact_apdu(apdu))
+        return True
 
     # -- life cycle -----------------------------------------------------
     def start(self):
@@ -506,6 +527,8 @@ class VSCardServer:
                         if self.inserted:
                             self._send_atr()
                 elif msg.type == VSC_APDU:
+                    if self._swallow(msg.payload):
+                        continue
                     try:
                         response = bytes(self.card.process_apdu(msg.payload))
                     except CcidkitError as e:

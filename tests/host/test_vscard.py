@@ -308,3 +308,19 @@ def test_server_serves_minicard():
         peer.send(encode(vscard.VSC_APDU, 0, h("80 EE 00 00 02 CA FE 00")))
         assert peer.recv().payload == h("CA FE 90 00")
         peer.close()
+
+
+def test_server_leaves_chosen_apdus_unanswered():
+    with VSCardServer(StubCard()) as srv:
+        peer = Peer(srv)
+        greet(peer)
+        srv.leave_unanswered(lambda apdu: apdu[1] == 0xEE, count=1)
+        peer.send(encode(vscard.VSC_APDU, 0, h("80 EE 00 00 01 AA 00")))     # swallowed
+        peer.send(encode(vscard.VSC_APDU, 0, h("80 EE 00 00 01 BB 00")))     # answered
+        rsp = peer.recv()
+        assert rsp.payload == h("BB 90 00")              # the first one never got an answer
+        peer.send(encode(vscard.VSC_APDU, 0, h("80 EE 00 00 01 CC 00")))     # count used up
+        assert peer.recv().payload == h("CC 90 00")
+        peer.close()
+    assert srv.unanswered == [h("80 EE 00 00 01 AA 00")]
+    assert [a for a, _ in srv.apdus] == [h("80 EE 00 00 01 BB 00"), h("80 EE 00 00 01 CC 00")]
