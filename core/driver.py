@@ -92,6 +92,7 @@ MAX_INTERRUPTS_PER_POLL = 32          # interrupt-IN messages taken in one poll
 MAX_BUSY_RETRIES = 64                # CMD_SLOT_BUSY answers taken for one command
 DEFAULT_MAX_WAIT_MS = 600000         # one command, time extensions included (needs now_ms)
 MAX_STALE = 64                       # unmatched answers dropped within one run
+MAX_UNANSWERED = 8            # answers_in_order: XfrBlocks remembered as unanswered
 READ_SIZE = 65554
 
 
@@ -300,6 +301,9 @@ class Reader:
         self.rx = BulkInReassembler(None, ccid.DEFAULT_MAX_MESSAGE_LENGTH)
         self._queue = []          # whole messages read but not consumed yet
         self.stale = 0            # unmatched answers dropped (cumulative)
+        # quirk answers_in_order: bSeq of XfrBlocks the reader still holds
+        # unanswered (the driver gave up on them), oldest first
+        self.unanswered = []
         self.data_rates = None    # GET_DATA_RATES answer
         self.speed_policy = speed_policy
         self.interrupt_ok = True
@@ -561,10 +565,17 @@ class Reader:
                     if not j.aborting:
                         self.seq.forget(j.slot, j.seq)
                         self._abort_quietly(j.slot, j.seq)
+                        if (self.quirks.get("answers_in_order")
+                                and j.cmd.bMessageType == PC_to_RDR_XfrBlock):
+                            self.unanswered.append(j.seq)
+                            if len(self.unanswered) > MAX_UNANSWERED:
+                                self.unanswered.pop(0)
                     self._finish(j, ReaderError(e.message, e.name, e.ccid, j.slot))
                 for key in list(in_flight):
                     del in_flight[key]
                 continue
+            if self.unanswered:
+                self._pair_by_order(msg, in_flight)
             key = (msg.bSlot, msg.bSeq)
             j = in_flight.get(key)
             if j is not None and j.aborting:
@@ -686,8 +697,35 @@ class Reader:
                 if s.powered and msg.bMessageType == RDR_to_PC_SlotStatus:
                     s._forget_card()
 
+    def _pair_by_order(self, msg, in_flight):
+        """Quirk answers_in_order (QEMU's usb-ccid): the reader answers XfrBlocks
+        from a queue in the order they came, each answer carrying the bSeq at
+        the head of that queue. Once an XfrBlock went unanswered (the card was
+        silent and the driver gave up), every later answer carries the bSeq of
+        the XfrBlock before it. With one command in flight the pairing is
+        still certain: the answer that carries the oldest unanswered bSeq is
+        the answer to the XfrBlock in flight, which now becomes the oldest
+        one the reader holds (CCID §5.2's bSeq rule, as this reader breaks it)."""
+        if msg.bMessageType != RDR_to_PC_DataBlock or msg.bSeq != self.unanswered[0]:
+            return
+        if len(in_flight) != 1:
+            return
+        for key in in_flight:
+            j = in_flight[key]
+        if j.aborting or j.cmd.bMessageType != PC_to_RDR_XfrBlock or j.slot != msg.bSlot:
+            return
+        self.unanswered.pop(0)
+        self.unanswered.append(j.seq)
+        self.log("%s: answer with bSeq %d paired by order with the XfrBlock of bSeq %d"
+                 % (self.name, msg.bSeq, j.seq))
+        msg.bSeq = j.seq
+
     def _set_present(self, s, present, changed=False):
         if present != s.present:
+            if not present:
+                # the reader drops what it held for a card that left (QEMU's
+                # usb-ccid empties its answer queue at card removal)
+                self.unanswered = []
             s.events += 1
             s.present = present
             if not present:

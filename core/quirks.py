@@ -13,6 +13,9 @@ Each entry is a dict of overrides; the driver looks up every knob through
     pin_support       replaces bPINSupport (0 = none)
     no_escape         PC_to_RDR_Escape is not implemented
     no_abort          neither the ABORT request nor PC_to_RDR_Abort is implemented
+    answers_in_order  XfrBlock answers come from a queue and carry the bSeq at its
+                      head, so after an unanswered XfrBlock each answer carries the
+                      bSeq of the one before; the driver pairs them by order
     why               the evidence, one line
 """
 
@@ -24,9 +27,12 @@ QUIRKS = {
         "max_baud": 200000,
         "why": "PPS / SetParameters above ~200 kbit/s fail with some cards",
     },
-    # QEMU's usb-ccid: announces TPDU level but hands XfrBlock data to the
-    # card as a whole APDU; one busy slot; drops answers over 374 bytes;
-    # bPINSupport and dwMaxCCIDMessageLength are not true.
+    # QEMU's usb-ccid (7.2): announces TPDU level but hands XfrBlock data to
+    # the card as a whole APDU; T=0 only (its dwProtocols says so truly); one
+    # busy slot; silently drops answers over 374 bytes (short APDU level keeps
+    # every answer at 258 bytes or less, so none is dropped); bPINSupport and
+    # dwMaxCCIDMessageLength are not true; its answer queue keeps the bSeq of
+    # an XfrBlock the card never answered until the card is removed.
     "08E6:4433": {
         "name": "QEMU usb-ccid",
         "exchange": "short APDU",
@@ -36,7 +42,9 @@ QUIRKS = {
         "pin_support": 0,
         "no_escape": True,
         "no_abort": True,
-        "why": "emulation: APDU passthrough, Secure/Escape/Abort answered with bStatus 40",
+        "answers_in_order": True,
+        "why": "emulation: APDU passthrough, Secure/Escape/Abort answered with bStatus 40, "
+               "answers paired with commands by a queue, not by bSeq",
     },
 }
 

@@ -42,6 +42,7 @@ QEMU_CCID = "08E6:4433"
 OCTSIM = "1D50:6141"
 TWIN = "08E6:3437"
 SELECT_2F00 = bytes((0x00, 0xA4, 0x00, 0x0C, 0x02, 0x2F, 0x00))   # ISO/IEC 7816-4 §11.2.2
+GET_DATA = bytes((0x00, 0xCA, 0x01, 0x00, 0x00))                   # ISO/IEC 7816-4 §11.4.3
 POLL_MS = 100
 MAX_ROUNDS = 100000
 
@@ -72,6 +73,16 @@ def usb_ccid_path(r):
         ans = r.transmit(0, _read_binary(off, 0))
         _out("ccid READ %d %d %s %s" % (off, len(ans) - 2, to_hex(ans[-2:]),
                                         binascii.hexlify(ans[:-2]).decode()))
+    # the host leaves this one unanswered (a silent card): QEMU's reader never
+    # answers the XfrBlock and keeps its bSeq queued, and every later answer
+    # carries the bSeq of the command before it (the answers_in_order quirk)
+    try:
+        r.transmit(0, GET_DATA)
+        _out("ccid silent answered")
+    except ReaderError as e:
+        _out("ccid silent error %s -> %s" % (e.name, from_reader_error(e).name))
+    _out("ccid after SELECT 2F00 <- %s" % to_hex(r.transmit(0, SELECT_2F00)))
+    _out("ccid after READ 512 <- %s" % to_hex(r.transmit(0, _read_binary(512, 16))))
 
 
 class _WireCount:

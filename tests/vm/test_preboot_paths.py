@@ -72,6 +72,8 @@ def test_usb_ccid_pipelined_slots_and_losses_mid_exchange(uefi_vm):
                     ["none", "0:mini", "1:mini", "2:mini"])
     with rig:
         twin = rig.bridges[TWIN]
+        # the card behind usb-ccid goes silent for one command
+        rig.bridges[CCID].server.leave_unanswered(lambda apdu: apdu[1:2] == b"\xCA")
         vm = uefi_vm("preboot-paths-app", args=["--wait-ms", "180000", "--long", "8192"],
                      attach=rig.bridges)
         # 1. the card leaves the Twin while the chained ECHO runs
@@ -106,9 +108,15 @@ def test_usb_ccid_pipelined_slots_and_losses_mid_exchange(uefi_vm):
     assert got == content
     # ... and every one of them crossed VSCard as one APDU with its whole answer
     reads = [(a, r) for a, r in ccid_srv.apdus if a[1:2] == b"\xB0"]
-    assert [a for a, _ in reads] == [bytes((0, 0xB0, i, 0, 0)) for i in range(4)]
-    assert [r for _, r in reads] == [content[256 * i:256 * i + 256] + b"\x90\x00"
-                                     for i in range(4)]
+    assert [a for a, _ in reads[:4]] == [bytes((0, 0xB0, i, 0, 0)) for i in range(4)]
+    assert [r for _, r in reads[:4]] == [content[256 * i:256 * i + 256] + b"\x90\x00"
+                                         for i in range(4)]
+    # a silent card: the driver's timeout, then QEMU's shifted bSeq pairing survived
+    assert ccid_srv.unanswered == [bytes.fromhex("00CA010000")]
+    assert ccid[6] == "silent error IFD_RESPONSE_TIMEOUT -> SCARD_E_NOT_TRANSACTED"
+    assert ccid[7] == "after SELECT 2F00 <- 90 00"
+    assert ccid[8] == "after READ 512 <- %s 90 00" % " ".join(
+        "%02X" % b for b in content[512:528])
 
     # sysmoOCTSIM: three slots in one transmit_many, three commands on the wire at once
     oct_lines = lines_of(vm, "octsim")
