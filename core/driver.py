@@ -304,6 +304,7 @@ class Reader:
         # quirk answers_in_order: bSeq of XfrBlocks the reader still holds
         # unanswered (the driver gave up on them), oldest first
         self.unanswered = []
+        self.notified = False     # a NotifySlotChange came since open()
         self.data_rates = None    # GET_DATA_RATES answer
         self.speed_policy = speed_policy
         self.interrupt_ok = True
@@ -798,8 +799,15 @@ class Reader:
             self.log("%s: bad interrupt message %s" % (self.name, e))
             return
         if isinstance(m, NotifySlotChange):
+            # CCID §6.3.1: "changed" is relative to the reader's previous
+            # NotifySlotChange. Quirk stale_first_notify: the reader sends the
+            # insertion of a card it had before the host looked at the host's
+            # first interrupt poll, which may come after the card was powered;
+            # that first "changed" tells of no swap.
+            first = not self.notified and self.quirks.get("stale_first_notify")
+            self.notified = True
             for i in range(len(self.slots)):
-                self._set_present(self.slots[i], m.present(i), m.changed(i))
+                self._set_present(self.slots[i], m.present(i), m.changed(i) and not first)
         elif isinstance(m, HardwareError):
             self.log("%s: slot %d: hardware error 0x%02X" % (self.name, m.bSlot,
                                                               m.bHardwareErrorCode))

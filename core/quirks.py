@@ -16,6 +16,8 @@ Each entry is a dict of overrides; the driver looks up every knob through
     answers_in_order  XfrBlock answers come from a queue and carry the bSeq at its
                       head, so after an unanswered XfrBlock each answer carries the
                       bSeq of the one before; the driver pairs them by order
+    stale_first_notify  the first NotifySlotChange tells of an insertion from before
+                      the host looked (its "changed" bit is no card swap)
     why               the evidence, one line
 """
 
@@ -32,7 +34,8 @@ QUIRKS = {
     # busy slot; silently drops answers over 374 bytes (short APDU level keeps
     # every answer at 258 bytes or less, so none is dropped); bPINSupport and
     # dwMaxCCIDMessageLength are not true; its answer queue keeps the bSeq of
-    # an XfrBlock the card never answered until the card is removed.
+    # an XfrBlock the card never answered until the card is removed; the
+    # insertion of the card it starts with comes at the first interrupt poll.
     "08E6:4433": {
         "name": "QEMU usb-ccid",
         "exchange": "short APDU",
@@ -43,8 +46,10 @@ QUIRKS = {
         "no_escape": True,
         "no_abort": True,
         "answers_in_order": True,
+        "stale_first_notify": True,
         "why": "emulation: APDU passthrough, Secure/Escape/Abort answered with bStatus 40, "
-               "answers paired with commands by a queue, not by bSeq",
+               "answers paired with commands by a queue, not by bSeq, "
+               "insertion notified at the first interrupt poll",
     },
 }
 

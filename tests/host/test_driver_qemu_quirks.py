@@ -61,6 +61,7 @@ def test_the_quirks_row_names_every_defect():
     assert q["exchange"] == "short APDU" and q["pin_support"] == 0
     assert q["max_busy_slots"] == 1 and q["max_message_length"] == 271
     assert q["max_response"] == 374 and q["answers_in_order"] is True
+    assert q["stale_first_notify"] is True
     t, r, _ = open_reader()
     assert r.exchange == EXCHANGE_SHORT_APDU and r.max_busy == 1 and r.pin_support == 0
 
@@ -113,3 +114,28 @@ def test_card_removal_empties_the_queue_on_both_sides():
     assert r.unanswered
     r._set_present(r.slots[0], False)           # the NotifySlotChange of a removal
     assert r.unanswered == []
+
+
+def test_the_first_notify_slot_change_is_no_card_swap():
+    # QEMU's usb-ccid tells of the insertion (50 03: present, changed) only at
+    # the first interrupt poll, which may come after the card was powered
+    t, r, _ = open_reader()
+    t.interrupts.append(b"\x50\x03")
+    before = r.slots[0].events
+    assert r.poll_events(0) == []
+    assert r.slots[0].events == before
+    assert r.transmit(0, SELECT_2F00) == h("90 00")           # the session goes on
+    # a later 50 03 means removed and inserted between two looks: a swap
+    t.interrupts.append(b"\x50\x03")
+    assert r.poll_events(0) == [0]
+    assert r.slots[0].events == before + 2
+
+
+def test_other_readers_take_a_first_changed_bit_as_a_swap():
+    t = QemuLikeReader()
+    t.vid, t.pid = 0x1234, 0x5678
+    r = Reader(t, quirks={"exchange": "short APDU", "max_busy_slots": 1}).open()
+    r.connect(0)
+    before = r.slots[0].events
+    t.interrupts.append(b"\x50\x03")
+    assert r.poll_events(0) == [0] and r.slots[0].events == before + 2
