@@ -1,7 +1,7 @@
 """preboot-paths-app: the VM side of tests/vm/test_preboot_paths.py (embedded in the image that test builds).
 
     preboot-paths-app [--wait-ms MS] [--long N]
-    preboot-paths-app --pcsc
+    preboot-paths-app --each
 
 Runs the in-firmware driver (core/driver.py over uefi/fw/usb_transport.py) on
 the three readers the test attaches and prints one line per fact, each
@@ -20,9 +20,11 @@ starting ``paths: ``:
       long ECHO during which the reader leaves the bus, the reader back (a
       new UsbIo handle) and an ECHO again.
 
-With ``--pcsc`` it instead takes every reader it finds (the test puts a host
-card, served by the host's pcscd, behind each), powers slot 0 and prints the
-ATR, an ECHO and the first 32 bytes of EF 2F00 per reader (``paths: pcsc``).
+With ``--each`` it instead takes every reader it finds, powers slot 0 and
+prints the reader's exchange level, the ATR, an ECHO and the first 32 bytes
+of EF 2F00 per reader (``paths: each``): the tests put a host card served by
+the host's pcscd behind each reader, or a MiniCard in each of the other
+emulated readers' profiles.
 
 The host learns where the app is from ``paths: twin wait ...`` lines. Status:
 0 done, 3 a reader missing, 4 an unexpected driver error, 6 timeout.
@@ -255,19 +257,23 @@ def twin_path(r, wait_ms, long_n):
     return 0
 
 
-def pcsc_path(readers):
-    """A host card (pcsc:NAME on the host) behind every reader: the same card
-    answers through each bridge."""
+LEVELS = {0x00000000: "character", 0x00010000: "TPDU", 0x00020000: "short APDU",
+          0x00040000: "extended APDU"}
+
+
+def each_path(readers):
+    """Slot 0 of every reader: the same exchanges through each."""
     for r in readers:
+        _out("each %s level %s" % (_tag(r), LEVELS.get(r.exchange, "0x%08X" % r.exchange)))
         atr, proto = r.connect(0, PROTOCOL_T0 | PROTOCOL_T1)
-        _out("pcsc %s ATR %s T=%d" % (_tag(r), to_hex(atr), proto))
+        _out("each %s ATR %s T=%d" % (_tag(r), to_hex(atr), proto))
         data = bytes([(0x30 + i) & 0xFF for i in range(16)])
         # short case 4; at T=0 the card's 61xx is followed by GET RESPONSE (ISO/IEC 7816-4 §5.3.4)
         ans = transmit_with_auto_response(bytes((0x80, 0xEE, 0, 0, 16)) + data + b"\x00",
                                           lambda c: r.transmit(0, c))
-        _out("pcsc %s ECHO %s" % (_tag(r), to_hex(ans)))
-        _out("pcsc %s SELECT 2F00 <- %s" % (_tag(r), to_hex(r.transmit(0, SELECT_2F00))))
-        _out("pcsc %s READ 0 <- %s" % (_tag(r), to_hex(r.transmit(0, _read_binary(0, 32)))))
+        _out("each %s ECHO %s" % (_tag(r), to_hex(ans)))
+        _out("each %s SELECT 2F00 <- %s" % (_tag(r), to_hex(r.transmit(0, SELECT_2F00))))
+        _out("each %s READ 0 <- %s" % (_tag(r), to_hex(r.transmit(0, _read_binary(0, 32)))))
     return 0
 
 
@@ -275,11 +281,11 @@ def main(argv):
     wait_ms = 120000
     long_n = 8192
     args = list(argv)
-    pcsc = False
+    each = False
     while args:
         a = args.pop(0)
-        if a == "--pcsc":
-            pcsc = True
+        if a == "--each":
+            each = True
             continue
         if a in ("--wait-ms", "--long") and args:
             try:
@@ -294,7 +300,7 @@ def main(argv):
             else:
                 long_n = v
         else:
-            _out("usage: preboot-paths-app [--wait-ms MS] [--long N] | --pcsc")
+            _out("usage: preboot-paths-app [--wait-ms MS] [--long N] | --each")
             return 2
     from ccidkit.uefi.fw.usb_transport import find_readers
     byname = {}
@@ -302,11 +308,11 @@ def main(argv):
         for t in find_readers():
             r = Reader(t).open()
             byname[_tag(r)] = r
-        if pcsc:
+        if each:
             if not byname:
                 _out("missing reader: none found")
                 return 3
-            status = pcsc_path([byname[k] for k in sorted(byname)])
+            status = each_path([byname[k] for k in sorted(byname)])
             if not status:
                 _out("done")
             return status

@@ -179,8 +179,8 @@ def test_host_card_shared_through_pcsc_into_the_vm(uefi_vm, pcscd_vpcd):
         rig = VmReaders(["qemu-ccid", "emulated:gemalto-pctwin", "emulated:cherry-st"],
                         ["pcsc:" + PCSC_READER])
         with rig:
-            vm = uefi_vm("preboot-paths-app", args=["--pcsc"], attach=rig.bridges)
-            vm.wait_for_line(r"^paths: pcsc 08E6:4433 ATR ", timeout=300)
+            vm = uefi_vm("preboot-paths-app", args=["--each"], attach=rig.bridges)
+            vm.wait_for_line(r"^paths: each 08E6:4433 ATR ", timeout=300)
             # the host keeps its reader: its own session works while the VM uses the card
             host = [r for r in readers() if str(r).startswith(PCSC_READER)][0]
             conn = host.createConnection()
@@ -193,7 +193,7 @@ def test_host_card_shared_through_pcsc_into_the_vm(uefi_vm, pcscd_vpcd):
         seen = [a for sess in vicc.sessions for a, _ in sess.apdus]
     finally:
         vicc.stop()
-    lines = lines_of(vm, "pcsc")
+    lines = [line for line in lines_of(vm, "each") if " level " not in line]
     atr = " ".join("%02X" % b for b in card.atr)
     echo = " ".join("%02X" % (0x30 + i) for i in range(16)) + " 90 00"
     head = " ".join("%02X" % b for b in ef_content(0x2F00)[:32]) + " 90 00"
@@ -207,3 +207,29 @@ def test_host_card_shared_through_pcsc_into_the_vm(uefi_vm, pcscd_vpcd):
     assert bytes.fromhex("80EE000003C0FFEE00") in seen                # the host's own
     assert sum(1 for a in seen if a[1:2] == b"\xB0") == 3              # a READ per reader
     assert sum(1 for a in seen if a[:4] == bytes.fromhex("80EE0000")) == 4
+
+
+# -- the other emulated readers' profiles: each one found, powered and used by the firmware --
+
+def test_every_other_profile_reaches_the_firmware(uefi_vm):
+    from ccidkit.emu.profiles import profile
+    names = ["pinpad", "au9560", "iccd-token", "contactless"]
+    rig = VmReaders(["emulated:" + n for n in names], ["mini"])
+    with rig:
+        vm = uefi_vm("preboot-paths-app", args=["--each"], attach=rig.bridges)
+        status = vm.wait_exit(300)
+        assert status == 0, vm.exit_message + "\n" + vm.console
+        for b in rig.bridges:
+            assert b.server.errors == []
+    lines = lines_of(vm, "each")
+    print("\n".join(lines))
+    head = " ".join("%02X" % b for b in ef_content(0x2F00)[:32]) + " 90 00"
+    echo = " ".join("%02X" % (0x30 + i) for i in range(16)) + " 90 00"
+    levels = {0x00010000: "TPDU", 0x00020000: "short APDU", 0x00040000: "extended APDU"}
+    for n in names:
+        p = profile(n)
+        tag = "%04X:%04X" % (p["usb"]["idVendor"], p["usb"]["idProduct"])
+        mine = [line[len(tag) + 1:] for line in lines if line.startswith(tag + " ")]
+        assert mine[0] == "level " + levels[p["ccid"]["dwFeatures"] & 0x00070000], (n, mine)
+        assert mine[1].startswith("ATR "), (n, mine)
+        assert mine[2:] == ["ECHO " + echo, "SELECT 2F00 <- 90 00", "READ 0 <- " + head], (n, mine)
