@@ -181,7 +181,12 @@ PROFILES = {
         "data_rates": None,
         # libccid's dump: both requests time out on the real firmware.
         "quirks": {"class_requests": "timeout"},
-        "timing": {"firmware_us": 100, "card_processing_us": 2000, "wtx_interval_us": 1000000},
+        # card_processing_us calibrated (emu/bench/slots.py): one card's phone-book
+        # read (256 T=0 APDUs) takes ~5.4 s of emulated time, within the published
+        # 5.1 s (this reader) .. 5.56 s (a Gemalto at 250 kbit/s); at 156 kbit/s the
+        # line carries a READ RECORD in ~2.9 ms, the rest is the SIM's own work.
+        "timing": {"firmware_us": 100, "card_processing_us": 17500,
+                   "wtx_interval_us": 1000000},
         "escape": {},
         "source": "libccid readers/sysmocom_sysmoOCTSIM.txt",
     },

@@ -18,6 +18,7 @@ the next frame boundary. Readers behind one hub share one ``Bus``: a
 transfer starts when the bus is free.
 """
 
+import threading
 import time
 
 FRAME_US = 1000              # full-speed frame
@@ -121,12 +122,127 @@ class Bus:
         self.free_at = 0
         self.transfers = 0
         self.busy_us = 0
+        self._lock = threading.Lock()     # readers of one bus may run in threads
 
     def transfer(self, start_us, duration_us):
         """Reserve the bus for a transfer wanted at ``start_us``; returns its end."""
-        begin = start_us if start_us > self.free_at else self.free_at
-        end = begin + int(duration_us)
-        self.free_at = end
-        self.transfers += 1
-        self.busy_us += int(duration_us)
-        return end
+        with self._lock:
+            begin = start_us if start_us > self.free_at else self.free_at
+            end = begin + int(duration_us)
+            self.free_at = end
+            self.transfers += 1
+            self.busy_us += int(duration_us)
+            return end
+
+
+class SharedClock(VirtualClock):
+    """One emulated clock for readers driven from several threads at once.
+
+    A parallel discrete-event clock (conservative): threads that drive
+    readers at the same time *take part* (``add_participants(n)`` by the
+    thread that starts them, ``enter()`` / ``leave()`` by each of them).
+    A taking-part thread that asks for a later time waits until every
+    other taking-part thread waits too; then the clock jumps to the
+    earliest time asked for and wakes the threads waiting for it. So a
+    slot's card line and a reader's firmware run side by side in emulated
+    time, as the hardware does, however the host interleaves the threads;
+    and host CPU between two waits costs no emulated time.
+
+    Threads that do not take part (one reader driven alone) move the clock
+    straight away, as ``VirtualClock`` does. With ``time_scale`` > 0 the
+    clock sleeps that many real seconds per emulated second; the sleeps are
+    gathered (at least ``min_sleep_s`` at a time) and what the system slept
+    too long is paid back, so many small advances cost what they should.
+    ``max_stall_s`` bounds a wait for threads that stop taking part
+    without saying so (TimeoutError then).
+    """
+
+    def __init__(self, time_scale=0.0, start_us=0, min_sleep_s=0.002, max_stall_s=600.0):
+        VirtualClock.__init__(self, time_scale, start_us)
+        self._cond = threading.Condition()
+        self._local = threading.local()
+        self._running = 0          # taking-part threads not waiting on the clock
+        self._waits = []           # the times the waiting ones asked for
+        self._debt_s = 0.0         # scaled time not slept yet (negative: slept ahead)
+        self.min_sleep_s = float(min_sleep_s)
+        self.max_stall_s = float(max_stall_s)
+        self.slept_s = 0.0
+
+    def add_participants(self, n=1):
+        with self._cond:
+            self._running += int(n)
+
+    def enter(self):
+        """This thread takes part (its share was counted by add_participants)."""
+        self._local.on = True
+
+    def leave(self):
+        with self._cond:
+            if getattr(self._local, "on", False):
+                self._local.on = False
+            self._running -= 1
+            if self._running < 0:
+                self._running = 0
+            self._cond.notify_all()
+
+    @property
+    def participants_running(self):
+        return self._running
+
+    def _sleep(self, us):
+        if self.time_scale <= 0 or us <= 0:
+            return
+        self._debt_s += us * self.time_scale / 1000000.0
+        if self._debt_s >= self.min_sleep_s:
+            t0 = time.perf_counter()
+            time.sleep(self._debt_s)
+            took = time.perf_counter() - t0
+            self.slept_s += took
+            self._debt_s -= took
+
+    def flush(self):
+        """Sleep what is still owed (at the end of a measured run)."""
+        with self._cond:
+            if self._debt_s > 0:
+                t0 = time.perf_counter()
+                time.sleep(self._debt_s)
+                took = time.perf_counter() - t0
+                self.slept_s += took
+                self._debt_s -= took
+
+    def advance(self, us):
+        us = int(us)
+        if us <= 0:
+            return self._now
+        return self.advance_to(self._now + us)
+
+    def advance_to(self, t_us):
+        t_us = int(t_us)
+        with self._cond:
+            if t_us <= self._now:
+                return self._now
+            if not getattr(self._local, "on", False):
+                self._sleep(t_us - self._now)
+                self._now = t_us
+                return self._now
+            self._waits.append(t_us)
+            self._running -= 1
+            self._cond.notify_all()
+            stall = time.monotonic() + self.max_stall_s
+            try:
+                while self._now < t_us:
+                    if self._running <= 0:
+                        nxt = min(self._waits)
+                        if nxt > self._now:
+                            self._sleep(nxt - self._now)
+                            self._now = nxt
+                            self._cond.notify_all()
+                            continue
+                    if time.monotonic() > stall:
+                        raise TimeoutError("emulated clock: a thread taking part stopped "
+                                           "without leave()")
+                    self._cond.wait(1.0)
+            finally:
+                self._waits.remove(t_us)
+                self._running += 1
+            return self._now
