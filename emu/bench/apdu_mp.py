@@ -258,7 +258,7 @@ def parse_line(rec, line):
             rec.runs = int(sp[1])
         else:
             raise ReplayError("unknown line %s" % tag, name="REPLAY_BAD_INPUT")
-    except ValueError as e:
+    except (ValueError, IndexError) as e:
         raise ReplayError("bad line %s: %s" % (tag, e), name="REPLAY_BAD_INPUT")
     return False
 
