@@ -142,11 +142,12 @@ class SharedClock(VirtualClock):
     readers at the same time *take part* (``add_participants(n)`` by the
     thread that starts them, ``enter()`` / ``leave()`` by each of them).
     A taking-part thread that asks for a later time waits until every
-    other taking-part thread waits too; then the clock jumps to the
-    earliest time asked for and wakes the threads waiting for it. So a
-    slot's card line and a reader's firmware run side by side in emulated
-    time, as the hardware does, however the host interleaves the threads;
-    and host CPU between two waits costs no emulated time.
+    other taking-part thread waits too (or has left); then the clock jumps
+    to the earliest time asked for and wakes only the threads waiting for
+    that time. So a slot's card line and a reader's firmware run side by
+    side in emulated time, as the hardware does, however the host
+    interleaves the threads; host CPU between two waits costs no emulated
+    time.
 
     Threads that do not take part (one reader driven alone) move the clock
     straight away, as ``VirtualClock`` does. With ``time_scale`` > 0 the
@@ -159,31 +160,32 @@ class SharedClock(VirtualClock):
 
     def __init__(self, time_scale=0.0, start_us=0, min_sleep_s=0.002, max_stall_s=600.0):
         VirtualClock.__init__(self, time_scale, start_us)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._local = threading.local()
         self._running = 0          # taking-part threads not waiting on the clock
-        self._waits = []           # the times the waiting ones asked for
+        self._waits = {}           # time asked for -> [conditions of the threads waiting]
         self._debt_s = 0.0         # scaled time not slept yet (negative: slept ahead)
         self.min_sleep_s = float(min_sleep_s)
         self.max_stall_s = float(max_stall_s)
         self.slept_s = 0.0
 
     def add_participants(self, n=1):
-        with self._cond:
+        with self._lock:
             self._running += int(n)
 
     def enter(self):
         """This thread takes part (its share was counted by add_participants)."""
         self._local.on = True
+        if getattr(self._local, "cond", None) is None:
+            self._local.cond = threading.Condition(self._lock)
 
     def leave(self):
-        with self._cond:
-            if getattr(self._local, "on", False):
-                self._local.on = False
+        with self._lock:
+            self._local.on = False
             self._running -= 1
             if self._running < 0:
                 self._running = 0
-            self._cond.notify_all()
+            self._next()
 
     @property
     def participants_running(self):
@@ -194,21 +196,34 @@ class SharedClock(VirtualClock):
             return
         self._debt_s += us * self.time_scale / 1000000.0
         if self._debt_s >= self.min_sleep_s:
-            t0 = time.perf_counter()
-            time.sleep(self._debt_s)
-            took = time.perf_counter() - t0
-            self.slept_s += took
-            self._debt_s -= took
+            self._pay()
+
+    def _pay(self):
+        t0 = time.perf_counter()
+        time.sleep(self._debt_s)
+        took = time.perf_counter() - t0
+        self.slept_s += took
+        self._debt_s -= took
 
     def flush(self):
         """Sleep what is still owed (at the end of a measured run)."""
-        with self._cond:
+        with self._lock:
             if self._debt_s > 0:
-                t0 = time.perf_counter()
-                time.sleep(self._debt_s)
-                took = time.perf_counter() - t0
-                self.slept_s += took
-                self._debt_s -= took
+                self._pay()
+
+    def _next(self):
+        """With the lock held: when no taking-part thread runs, move to the
+        earliest time asked for and wake the threads waiting for it."""
+        if self._running > 0 or not self._waits:
+            return
+        nxt = min(self._waits)
+        if nxt > self._now:
+            self._sleep(nxt - self._now)
+            self._now = nxt
+        woken = self._waits.pop(nxt)
+        self._running += len(woken)
+        for c in woken:
+            c.notify()
 
     def advance(self, us):
         us = int(us)
@@ -218,31 +233,25 @@ class SharedClock(VirtualClock):
 
     def advance_to(self, t_us):
         t_us = int(t_us)
-        with self._cond:
+        with self._lock:
             if t_us <= self._now:
                 return self._now
             if not getattr(self._local, "on", False):
                 self._sleep(t_us - self._now)
                 self._now = t_us
                 return self._now
-            self._waits.append(t_us)
+            cond = self._local.cond
+            self._waits.setdefault(t_us, []).append(cond)
             self._running -= 1
-            self._cond.notify_all()
+            self._next()
             stall = time.monotonic() + self.max_stall_s
-            try:
-                while self._now < t_us:
-                    if self._running <= 0:
-                        nxt = min(self._waits)
-                        if nxt > self._now:
-                            self._sleep(nxt - self._now)
-                            self._now = nxt
-                            self._cond.notify_all()
-                            continue
-                    if time.monotonic() > stall:
-                        raise TimeoutError("emulated clock: a thread taking part stopped "
-                                           "without leave()")
-                    self._cond.wait(1.0)
-            finally:
-                self._waits.remove(t_us)
-                self._running += 1
+            while self._now < t_us or cond in self._waits.get(t_us, ()):
+                if time.monotonic() > stall:
+                    self._waits[t_us].remove(cond)
+                    if not self._waits[t_us]:
+                        del self._waits[t_us]
+                    self._running += 1
+                    raise TimeoutError("emulated clock: a thread taking part stopped "
+                                       "without leave()")
+                cond.wait(min(1.0, self.max_stall_s))
             return self._now

@@ -431,7 +431,7 @@ def _med(runs, key):
     return common.median(vals) if vals else None
 
 
-def _r(x, nd=4):
+def _r(x, nd=6):
     return None if x is None else round(x, nd)
 
 
