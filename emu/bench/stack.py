@@ -30,6 +30,8 @@ import sys
 import time
 
 from ...core import pcsc
+from ...core.driver import Reader, PROTOCOL_T1
+from ...core.transport import Transport, TransportTimeout, TransportStall, ReaderRemoved
 from ..card.minicard import MiniCard
 from .common import BenchError, median, percentile, machine, markdown_table, pyplot
 
@@ -141,9 +143,112 @@ _GROUPS = (
 )
 
 
+class DirectTransport(Transport):
+    """The emulated reader's own calls as a Transport, without pyusb (used only
+    to measure what the pyusb layer costs)."""
+
+    def __init__(self, er):
+        self.er = er
+        self.vid = er.usb["idVendor"]
+        self.pid = er.usb["idProduct"]
+        self.manufacturer = er.usb.get("manufacturer")
+        self.product = er.usb.get("product")
+        self.interface_number = er.interface_number
+        self.config_descriptor = er.config_descriptor
+        self.bus_path = "direct"
+
+    @property
+    def has_interrupt(self):
+        return self.er.has_interrupt
+
+    def _call(self, fn, *a):
+        from ..reader import ReaderTimeout, ReaderStall, ReaderGone
+        try:
+            return fn(*a)
+        except ReaderTimeout as e:
+            raise TransportTimeout(str(e))
+        except ReaderStall as e:
+            raise TransportStall(str(e))
+        except ReaderGone as e:
+            raise ReaderRemoved(str(e))
+
+    def bulk_out(self, data, timeout_ms):
+        self._call(self.er.bulk_out, data, timeout_ms)
+
+    def bulk_in(self, max_len, timeout_ms):
+        return self._call(self.er.bulk_in, max_len, timeout_ms)
+
+    def interrupt_in(self, max_len, timeout_ms):
+        return self._call(self.er.interrupt_in, max_len, timeout_ms)
+
+    def control(self, bmRequestType, bRequest, wValue, wIndex, data_or_length, timeout_ms):
+        return self._call(self.er.control, bmRequestType, bRequest, wValue, wIndex,
+                          data_or_length)
+
+
+def _driver_over(transport):
+    r = Reader(transport)
+    r.open()
+    r.power_on(0)
+    r.set_protocol(0, PROTOCOL_T1)
+    if r.transmit(0, SELECT) != b"\x90\x00":
+        raise BenchError("SELECT 2F00 failed", name="RUN_FAILED")
+    return r
+
+
+def _median_call_us(fn, count):
+    for _ in range(min(50, count)):
+        fn()
+    now = time.perf_counter_ns
+    times = []
+    for _ in range(count):
+        t0 = now()
+        fn()
+        times.append(now() - t0)
+    return median(times) / 1000.0
+
+
+def breakdown_inproc(count):
+    """Wall-clock medians of the short APDU with one layer taken away at a time:
+    the full pcsc path; the driver's transmit over pyusb (no pcsc layer); the
+    driver over the emulated reader's own calls (no pyusb); the driver alone
+    with replayed answers (emu/bench/apdu.py's method, CPU time)."""
+    from ...core.host.emulated import emulated_readers
+    from ...core.host.pyusb_transport import find_readers
+    from ..pyusb_backend import EmulatedBackend
+    from . import apdu as A
+    ctx, h, pci, name, proto = _inproc_open()
+    try:
+        full = _median_call_us(lambda: pcsc.SCardTransmit(h, pci, SHORT), count)
+    finally:
+        pcsc.SCardDisconnect(h, pcsc.SCARD_LEAVE_CARD)
+        pcsc.SCardReleaseContext(ctx)
+    er = emulated_readers("gemalto-pctwin", cards={0: MiniCard()})[0]
+    r = _driver_over(find_readers(EmulatedBackend([er]))[0])
+    pyusb = _median_call_us(lambda: r.transmit(0, SHORT), count)
+    er = emulated_readers("gemalto-pctwin", cards={0: MiniCard()})[0]
+    r = _driver_over(DirectTransport(er))
+    direct = _median_call_us(lambda: r.transmit(0, SHORT), count)
+    rec = A.record("t1-32", 5)
+    runs, stub = A.run_cpython(A.serialise(rec, "t1-32/5", 2000, 5))
+    alone = median(runs)
+    return {
+        "full_us": round(full, 2), "driver_pyusb_emulator_card_us": round(pyusb, 2),
+        "driver_emulator_card_us": round(direct, 2), "driver_alone_us": round(alone, 2),
+        "parts_us": {
+            "pcsc layer (core/pcsc.py: handle checks, event poll per call)": round(full - pyusb, 2),
+            "pyusb + emulated backend + pyusb transport": round(pyusb - direct, 2),
+            "emulated reader + card": round(direct - alone, 2),
+            "driver (core/driver.py, ccid.py, t1.py)": round(alone, 2),
+        },
+        "how": "medians of %d calls each, one layer removed at a time; the driver alone is "
+               "ccidkit bench apdu's replay (T=1 TPDU, IFSC 32, size 5, CPU time)" % count,
+    }
+
+
 def profile_inproc(count):
     """Where the in-process round trip goes: cProfile's own time per part (shares;
-    the profiler inflates small calls), plus the driver alone by replay."""
+    the profiler inflates small calls), and the layer-by-layer breakdown."""
     import cProfile
     import pstats
     ctx, h, pci, name, proto = _inproc_open()
@@ -175,15 +280,7 @@ def profile_inproc(count):
     for g in sorted(totals, key=lambda k: -totals[k]):
         parts.append({"part": g, "share_pct": round(100.0 * totals[g] / total, 1),
                       "calls_per_apdu": round(calls[g] / float(count), 1)})
-    # the driver alone, replayed without reader or card (emu/bench/apdu.py's method)
-    from . import apdu as A
-    rec = A.record("t1-32", 5)
-    text = A.serialise(rec, "t1-32/5", 2000, 5)
-    runs, stub = A.run_cpython(text)
-    return {"apdus": count, "parts": parts,
-            "driver_alone_us": round(median(runs), 2),
-            "driver_alone_how": "ccidkit bench apdu --levels t1-32 --sizes 5: the same driver "
-                                "work (T=1 at TPDU level, IFSC 32) with recorded answers, CPU time"}
+    return {"apdus": count, "parts": parts, "breakdown": breakdown_inproc(count)}
 
 
 # --------------------------------------------------------------------------- pcscd paths
@@ -231,7 +328,7 @@ def _pcscd_path(daemon, reader, series, warmup, timeout_s):
     d1 = _proc_cpu_s(daemon.pid)
     total = sum(s[3] for s in series) + warmup * len(series) + 1
     out = {"reader": reader, "protocol": "T=%d" % (0 if res["protocol"] == 1 else 1),
-           "series": {},
+           "series": {}, "pcscd_pid": daemon.pid,
            "pcscd_cpu_us_per_apdu_all": round((d1 - d0) * 1e6 / total, 1)
            if d0 is not None and d1 is not None else None,
            "card_side_cpu_us_per_apdu_all": round((c1 - c0) * 1e6 / total, 1),
@@ -397,9 +494,12 @@ def markdown(result):
                 v["what"], v["measured_ratio"], v["goal_ratio"], "met" if v["met"] else "missed")
     prof = result.get("inproc_profile")
     if prof:
-        text += "\nWhere the in-process time goes (cProfile own-time shares, %d short APDUs; " \
-                "driver alone, replayed: %.1f µs CPU):\n\n" % (prof["apdus"],
-                                                              prof["driver_alone_us"])
+        b = prof["breakdown"]
+        text += "\nWhere the in-process time goes, one layer removed at a time (median µs of " \
+                "a short APDU; %s):\n\n" % b["how"]
+        text += markdown_table(["part", "µs"], [[k, "%.1f" % b["parts_us"][k]]
+                                               for k in b["parts_us"]])
+        text += "\ncProfile own-time shares (%d short APDUs, full path):\n\n" % prof["apdus"]
         text += markdown_table(["part", "share", "calls per APDU"],
                                [[x["part"], "%.1f %%" % x["share_pct"], x["calls_per_apdu"]]
                                 for x in prof["parts"]])
