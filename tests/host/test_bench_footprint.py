@@ -126,3 +126,32 @@ def test_recording_replays_on_cpython_and_a_changed_run_is_caught(tmp_path):
 def test_bad_arguments_are_reported(capsys):
     assert main(["bench", "footprint", "--smoke", "--size", "0"]) == 1
     assert "BAD_ARGUMENT" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- bench firmware: console parsing
+
+def test_firmware_console_parsing_and_stats():
+    from ccidkit.emu.bench import firmware
+    lines = [
+        "OVMF noise",
+        "bench-firmware: start",
+        "bench-firmware: reader 08E6:3437 T=1 level TPDU",
+        "bench-firmware: first-apdu 08E6:3437 ok",
+        "bench-firmware: rtt 08E6:3437 us 1000,3000",
+        "bench-firmware: rtt 08E6:3437 us 2000",
+        "bench-firmware: reader 08E6:4433 T=0 level short APDU",
+        "bench-firmware: first-apdu 08E6:4433 ok\r",
+        "bench-firmware: rtt 08E6:4433 us 500",
+        "bench-firmware: done",
+        "CCIDKIT-EXIT status=0",
+    ]
+    p = firmware.parse_console(lines)
+    assert p["start"] == 1 and p["done"] and p["errors"] == []
+    assert p["first_apdu"] == [("08E6:3437", 3), ("08E6:4433", 7)]
+    assert p["rtt"] == {"08E6:3437": [1000, 3000, 2000], "08E6:4433": [500]}
+    assert p["readers"]["08E6:4433"] == "T=0 level short APDU"
+    s = firmware.rtt_stats(p["rtt"]["08E6:3437"])
+    assert s == {"n": 3, "median_ms": 2.0, "p95_ms": 2.9, "min_ms": 1.0, "max_ms": 3.0}
+    bad = firmware.parse_console(["bench-firmware: rtt X us 1,x", "bench-firmware: first-apdu "
+                                  "08E6:4433 WRONG", "bench-firmware: driver error: boom"])
+    assert len(bad["errors"]) == 3 and not bad["done"] and bad["rtt"] == {}
