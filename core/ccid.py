@@ -1208,6 +1208,21 @@ class BulkInReassembler:
                     self._fill, self._need if self._need >= 0 else "a header"), "TRUNCATED")
             return _NOTHING
         self._expect_zlp = False
+        if self._need < 0 and self._fill == 0 and n >= CCID_HEADER_LENGTH:
+            # fast path: one whole message in one transfer (the usual case) is
+            # decoded where it lies; anything else takes the general path below,
+            # which also raises every error
+            t = data[0]
+            total = CCID_HEADER_LENGTH + (data[1] | (data[2] << 8) | (data[3] << 16) | (
+                data[4] << 24))
+            if total == n and t >= 0x80 and t in _MESSAGES and total <= self.max_message_length:
+                if self.decode:
+                    msg = decode_bulk_in(data, self.max_message_length)
+                else:
+                    msg = bytes(data)
+                if mps and total % mps == 0:
+                    self._expect_zlp = True
+                return (msg,)
         out = None
         pos = 0
         while pos < n:
