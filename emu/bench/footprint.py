@@ -414,6 +414,10 @@ def run(args):
             "buffers plus the replay's file object; this is what the goal compares",
             "phone book: %d ADN records of the virtual USIM at T=0, read as `ccidkit "
             "phonebook` does (the loop rewritten portably in footprint_work.py)" % records,
+            "T=1: the MiniCard's IFSC is 32, so the 4 KiB ECHO crosses as ~130 I-blocks each "
+            "way (usb_transfers counts the bulk and control transfers)",
+            "phone book: the virtual USIM holds 5 contacts among its ADN records; every "
+            "record is read, the non-empty ones decoded and kept",
             "the minimal bundle includes atr, pps and t0: core/driver.py imports them",
         ],
         "parameters": {"runs": runs, "smoke": smoke, "records": records, "t1_size": size,
