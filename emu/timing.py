@@ -255,3 +255,78 @@ class SharedClock(VirtualClock):
                                        "without leave()")
                 cond.wait(min(1.0, self.max_stall_s))
             return self._now
+
+
+class PacedClock(VirtualClock):
+    """Emulated time that runs with real time, ``time_scale`` real seconds per
+    emulated second (> 0): the whole rig behaves as hardware would, slowed down.
+
+    ``now_us()`` follows the real clock; ``advance_to(t)`` sleeps until real
+    time reaches ``t`` (waits shorter than ``min_sleep_s`` are not slept: the
+    clock just moves on, never backwards). Threads need not coordinate: each
+    slot's wait is its own sleep, so the hardware's parallel work overlaps,
+    and host CPU overlaps it too, as it does against real readers (at a scale
+    below 1 the host looks that much slower next to the hardware).
+    The ``SharedClock`` participation calls are accepted and do nothing.
+    """
+
+    def __init__(self, time_scale, start_us=0, min_sleep_s=0.0002):
+        if time_scale <= 0:
+            raise ValueError("a paced clock needs time_scale > 0")
+        VirtualClock.__init__(self, time_scale, start_us)
+        self._lock = threading.Lock()
+        self._t0 = time.perf_counter() - start_us * self.time_scale / 1000000.0
+        self.min_sleep_s = float(min_sleep_s)
+        self.slept_s = 0.0
+
+    def _real_us(self):
+        return int((time.perf_counter() - self._t0) / self.time_scale * 1000000.0)
+
+    def now_us(self):
+        with self._lock:
+            r = self._real_us()
+            if r > self._now:
+                self._now = r
+            return self._now
+
+    def advance(self, us):
+        us = int(us)
+        if us <= 0:
+            return self.now_us()
+        return self.advance_to(self.now_us() + us)
+
+    def advance_to(self, t_us):
+        t_us = int(t_us)
+        wait = self._t0 + t_us * self.time_scale / 1000000.0 - time.perf_counter()
+        if wait >= self.min_sleep_s:
+            time.sleep(wait)
+            with self._lock:
+                self.slept_s += wait
+        with self._lock:
+            if t_us > self._now:
+                self._now = t_us
+        return self.now_us()
+
+    def add_participants(self, n=1):
+        pass
+
+    def enter(self):
+        pass
+
+    def leave(self):
+        pass
+
+    def flush(self):
+        pass
+
+    @property
+    def participants_running(self):
+        return 0
+
+
+def bench_clock(time_scale):
+    """The clock a benchmark rig runs on: pure emulated time (``SharedClock``)
+    at scale 0, emulated time paced by real time (``PacedClock``) above."""
+    if time_scale and time_scale > 0:
+        return PacedClock(time_scale)
+    return SharedClock()

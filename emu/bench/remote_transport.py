@@ -243,7 +243,7 @@ def build_readers(config):
         for s in range(slots):
             c = make_card(config.get("card", "usim"), records=config["records"])
             cards[(i, s) if bank else s] = c
-    clock = T.SharedClock(config.get("time_scale", 0.0))
+    clock = T.bench_clock(config.get("time_scale", 0.0))
     bus = T.Bus(pid)
     readers = create_readers(pid, cards=cards, clock=clock, bus=bus)
     return readers, clock, bus

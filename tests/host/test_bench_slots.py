@@ -65,13 +65,32 @@ def test_smoke_remote_json(capsys):
     _check_shape(res, "remote")
     for r in res["results"]:
         assert r["emulator_cpu_s_per_card"] > 0
-        assert r["emulator_cpu_s_per_card_sequential"] > 0
+        # scale 0: the wall figures come from the model pass itself
+        assert r["emulator_cpu_s_per_card"] == r["emulator_cpu_s_per_card_unpaced"]
+        assert r["cpu_s_per_card"] == r["cpu_s_per_card_unpaced"]
 
 
 def test_smoke_in_process_json(capsys):
     res = _smoke(capsys, "--in-process")
     _check_shape(res, "in-process")
-    assert "emulator_cpu_s_per_card" not in res["results"][0]
+    assert res["results"][0]["emulator_cpu_s_per_card"] is None
+
+
+def test_paced_wall_pass_beside_the_model_pass(capsys):
+    # time scale 0.01: the wall pass sleeps 1/100 of the emulated time (~2 ms a card here)
+    assert main(["bench", "slots", "--cards", "1,2", "--records", "3", "--runs", "2",
+                 "--time-scale", "0.01", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["parameters"]["time_scale"] == 0.01 and res["parameters"]["runs"] == 2
+    one, two = res["results"]
+    for r in (one, two):
+        assert r["runs"] == 2
+        assert r["parallel_p95_s"] >= r["parallel_s"] > 0
+        assert r["sequential_s"] > 0 and r["sequential_emulated_s"] > 0
+        assert r["cpu_s_per_card"] > 0 and r["cpu_s_per_card_unpaced"] > 0
+    assert two["ratio_to_one"] == pytest.approx(two["parallel_s"] / one["parallel_s"], rel=1e-3)
+    assert two["parallel_emulated_s"] == pytest.approx(one["parallel_emulated_s"], rel=0.02)
+    assert res["calibration"]["apdus_per_card"] == 9
 
 
 def test_smoke_plot_and_out(tmp_path, capsys):
@@ -202,6 +221,21 @@ def test_shared_clock_alone_and_scaled_sleep_gathered():
     assert s.slept_s > 0
     with pytest.raises(ValueError):
         T.SharedClock(time_scale=-1)
+
+
+def test_paced_clock_moves_forward_only():
+    c = T.PacedClock(time_scale=1e-4)          # 10 000 emulated s per real s
+    seen = [c.now_us()]
+    for t in (1000, 500, 3000):
+        got = c.advance_to(t)
+        assert got >= t
+        seen.append(c.now_us())
+    assert seen == sorted(seen)
+    assert c.advance(0) <= c.now_us()              # real time keeps running
+    with pytest.raises(ValueError):
+        T.PacedClock(0)
+    assert isinstance(T.bench_clock(0), T.SharedClock)
+    assert isinstance(T.bench_clock(0.1), T.PacedClock)
 
 
 def test_shared_clock_bounds_a_wait_for_a_silent_participant():
