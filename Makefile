@@ -4,7 +4,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo host-demo test test-portable subset clean
+.PHONY: setup demo host-demo test test-portable subset bench clean
 
 setup:
 	sh scripts/setup.sh
@@ -23,6 +23,19 @@ test-portable: setup
 
 subset: setup
 	$(VENV)/bin/ccidkit subset
+
+# The benchmarks of docs/benchmarks.md, results into docs/bench (minutes; run on a quiet machine:
+# nothing else CPU-heavy at the same time).
+BENCH := $(VENV)/bin/ccidkit bench
+BENCH_OUT := docs/bench
+bench: setup
+	for p in sysmooctsim sysmosimbank-96; do \
+	  $(BENCH) slots --profile $$p --json-file $(BENCH_OUT)/slots-$$p.json \
+	    --md $(BENCH_OUT)/slots-$$p.md --plot $(BENCH_OUT)/slots-$$p.png || exit 1; done
+	$(BENCH) apdu --out $(BENCH_OUT)
+	$(BENCH) stack --out $(BENCH_OUT)
+	$(BENCH) footprint --out $(BENCH_OUT)
+	$(BENCH) firmware --out $(BENCH_OUT)
 
 clean:
 	rm -rf build
