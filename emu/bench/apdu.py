@@ -662,7 +662,7 @@ def markdown(result):
 
 def plot(result, path):
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     colours = {"short": "tab:blue", "t1-32": "tab:orange", "t1-254": "tab:green",
                "t0": "tab:red"}
     styles = {"cpython": ("-", "o"), "micropython": (":", "s")}
@@ -683,11 +683,16 @@ def plot(result, path):
         ax.axhline(y, linestyle="--", color=c, linewidth=1, label=lab)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    sizes = sorted(set(r["size"] for r in result["results"]))
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([("%d KiB" % (s // 1024)) if s >= 1024 and s % 1024 == 0 else str(s)
+                        for s in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("APDU data size, bytes each way (log scale)")
     ax.set_ylabel("driver CPU time, % of the wire time at 250 kbit/s (log scale)")
     ax.set_title("ccidkit driver CPU per APDU as a fraction of the card-line time")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
