@@ -59,7 +59,7 @@ WASM2C_OUTPUTS = 6             # smaller units keep each gcc's memory down
 HEAPSIZE = "8M"                # MicroPython's GC heap inside the wasm memory
 MAX_CALL_DEPTH = 20000         # wasm calls; the native stack is 16 MiB
 RUNTIME_SOURCES = ("ck_main.c", "ck_console.c", "ck_fs.c", "ck_wasi.c", "ck_host.c",
-                   "ck_usb.c", "ck_wasm_rt.c", "ck_libc.c", "ck_stack.S")
+                   "ck_usb.c", "ck_boot.c", "ck_wasm_rt.c", "ck_libc.c", "ck_stack.S")
 
 CFLAGS_COMMON = (
     "-O2", "-std=gnu99", "-ffreestanding", "-fpic", "-fshort-wchar", "-mno-red-zone",

@@ -87,6 +87,8 @@ EFI_STATUS ck_usb_service(const char *name, size_t name_len, ck_args_t *args,
                           ck_out_t *out, const char **msg, int *found);
 const char *ck_status_name(EFI_STATUS s);
 void ck_usb_shutdown(void);      /* cancel async interrupt transfers, free USB buffers */
+/* boot.next (ck_boot.c): start the boot option after BootCurrent in BootOrder */
+EFI_STATUS ck_boot_next(ck_args_t *args, ck_out_t *out, const char **msg);
 void ck_host_release(void);      /* free what host.call and WASI still hold */
 
 /* ---- memory from boot services ---- */

@@ -380,6 +380,7 @@ static const struct {
     {"rng", svc_rng},           {"var.get", svc_var_get},     {"var.set", svc_var_set},
     {"reset", svc_reset},       {"debug_exit", svc_debug_exit}, {"con.key", svc_key},
     {"exit", svc_exit},         {"rt.info", svc_info},        {"_pending", svc_pending},
+    {"boot.next", ck_boot_next},
 };
 
 static void dispatch(const char *name, size_t nl, const char *payload, size_t pl, ck_out_t *o) {
