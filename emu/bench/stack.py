@@ -508,8 +508,9 @@ def markdown(result):
 
 def plot(result, path):
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6))
     colours = {"inproc": "tab:green", "vpcd": "tab:blue", "serial": "tab:orange"}
+    shown = []
     for ax, sname, title in ((axes[0], "short", "short APDU (00 B0 00 00 05)"),
                              (axes[1], "long", "255-byte ECHO each way")):
         data = []
@@ -522,10 +523,13 @@ def plot(result, path):
             data.append(res["series"][sname]["sample_us"])
             labels.append(p)
             cols.append(colours[p])
+            if p not in shown:
+                shown.append(p)
         if not data:
             ax.set_visible(False)
             continue
-        bp = ax.boxplot(data, tick_labels=labels, whis=(5, 95), showfliers=False, patch_artist=True)
+        bp = ax.boxplot(data, tick_labels=labels, whis=(5, 95), showfliers=False,
+                        patch_artist=True)
         for patch, c in zip(bp["boxes"], cols):
             patch.set_facecolor(c)
             patch.set_alpha(0.5)
@@ -535,15 +539,16 @@ def plot(result, path):
             lo, hi = REFERENCE["vpcd_short_ms"]
             ax.axhspan(lo * 1000, hi * 1000, color="tab:blue", alpha=0.12,
                        label="published pcscd + vpcd + pyscard: 90-140 µs")
-        for i, p in enumerate(labels):
-            ax.plot([], [], color=colours[p], linewidth=8, alpha=0.5, label=PATH_TEXT[p])
         ax.set_yscale("log")
         ax.set_ylabel("round trip, µs (wall clock, log scale)")
-        ax.set_xlabel("path (boxes: quartiles, whiskers 5th-95th percentile)")
+        ax.set_xlabel("path (boxes: quartiles and median, whiskers 5th-95th percentile)")
         ax.set_title(title)
         ax.grid(True, axis="y", which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+    for p in shown:
+        axes[0].plot([], [], color=colours[p], linewidth=8, alpha=0.5, label=PATH_TEXT[p])
+    handles, labs = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labs, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle("APDU round trip: ccidkit in-process vs pcscd-based stacks (same machine, one run)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
