@@ -23,17 +23,22 @@ plain synchronous code, so each card runs it in a thread of its own whose
 ``run`` (the card thread only decodes records; it never waits on the
 clock).
 
-Time. The emulated readers share one emulated clock (emu.timing.SharedClock)
-and one USB bus model per run: each slot is its own card line, bulk
-transfers of all readers take turns on the bus, and the reader threads take
-part in the clock, so a slot's card work overlaps the other slots' as it
-would in the hardware, however the host schedules the threads; host CPU
-costs no emulated time. Figures named ``*_emulated_s`` are emulated time
-(independent of the scale); ``sequential_s`` / ``parallel_s`` and the
-ratio are WALL time with the clock sleeping ``time_scale`` real seconds
-per emulated second: wall = scaled emulated time + the host CPU on the
-critical path (at scale 1 this is the real-time figure; at smaller scales
-host CPU weighs more, so wall ratios are pessimistic). CPU figures are
+Time: two passes over the same cases. The MODEL pass runs at time scale 0
+on emu.timing.SharedClock, one emulated clock and one USB bus model for all
+readers of the run: each slot is its own card line, bulk transfers of all
+readers take turns on the bus, and the reader threads take part in the
+clock (it moves only when every one of them waits), so a slot's card work
+overlaps the other slots' as it would in the hardware, however the host
+schedules the threads, and host CPU costs no emulated time. Its figures,
+``*_emulated_s``, ``ratio_to_one_emulated`` and ``bus_occupancy``, are
+emulated time (the hardware model alone). The WALL pass (``--time-scale``
+S > 0) runs on emu.timing.PacedClock: emulated time follows real time,
+S real seconds per emulated second, every slot sleeping its own waits, so
+host CPU overlaps the readers' work as it does against real hardware;
+``sequential_s``, ``parallel_s`` and ``ratio_to_one`` are wall time there
+(= scaled emulated time + the host CPU on the critical path). At S below 1
+the host looks 1/S times slower next to the hardware, so wall ratios are
+pessimistic; at S = 1 they are the real-time figures. CPU figures are
 process CPU time (user + system).
 
 Where the CPU goes. ``--remote`` (the default) runs the emulated readers,
@@ -63,6 +68,7 @@ The result's "calibration" field gives these terms and the measured
 emulated time of one card.
 """
 
+import os
 import queue
 import threading
 import time
@@ -408,6 +414,7 @@ def run_parallel(rig, readers, where, records):
 def _measure(rig, fn, readers, where, records):
     """One measured run: wall, this process's CPU, emulated time, bus, child CPU."""
     before = rig.stats()
+    t0 = os.times()
     c0 = common.cpu_s()
     w0 = time.perf_counter()
     try:
@@ -416,9 +423,11 @@ def _measure(rig, fn, readers, where, records):
         raise SlotsError("session failed: %s" % e, name="SESSION_FAILED")
     w1 = time.perf_counter()
     c1 = common.cpu_s()
+    t1 = os.times()
     after = rig.stats()
     em = (after["now_us"] - before["now_us"]) / 1e6
     m = {"wall_s": w1 - w0, "cpu_s": c1 - c0, "emulated_s": em,
+         "cpu_system_s": t1.system - t0.system,
          "bus_busy_s": (after["bus_busy_us"] - before["bus_busy_us"]) / 1e6,
          "bus_transfers": after["bus_transfers"] - before["bus_transfers"]}
     if before.get("cpu_s") is not None:
@@ -463,6 +472,7 @@ def _row(n, layout, model, wall, base):
         "ratio_to_one_emulated": None,
         "cpu_s_per_card": _per(_med(wpar, "cpu_s"), n),
         "emulator_cpu_s_per_card": _per(_med(wpar, "emulator_cpu_s"), n),
+        "cpu_system_s_per_card": _per(_med(wpar, "cpu_system_s"), n),
         "cpu_s_per_card_unpaced": _per(_med(mpar, "cpu_s"), n),
         "emulator_cpu_s_per_card_unpaced": _per(_med(mpar, "emulator_cpu_s"), n),
         "cpu_s_per_card_sequential": _per(_med(wseq, "cpu_s"), n) if wseq else None,
@@ -587,6 +597,7 @@ def run(args):
                                   "driver + phone-book app + harness threads (emulator in "
                                   "the child)" if remote else
                                   "driver + app + emulator + cards, one process"),
+            "cpu_system_s_per_card": "the system (kernel) part of cpu_s_per_card",
             "cpu_s_per_card_unpaced": "the same in the model pass (no sleeps between APDUs)",
             "emulator_cpu_s_per_card": "CPU s of the emulator process per card (remote mode)",
             "bus_occupancy": "fraction of emulated time the shared USB bus carried transfers "
