@@ -368,7 +368,13 @@ def _reader_thread(rig, index, reader, slots, records, out):
             cards.append(t)
         for t in cards:
             t.start()
-        res = reader.run([(slot, _slot_job(reader, slot, chans[slot])) for slot in slots])
+        try:
+            res = reader.run([(slot, _slot_job(reader, slot, chans[slot])) for slot in slots])
+        finally:
+            # a card thread still waiting for an answer gets one: the run is over
+            for slot in slots:
+                chans[slot].answers.put(SlotsError("the reader's run ended",
+                                                   name="SESSION_FAILED"))
         for slot, r in zip(slots, res):
             if isinstance(r, CcidkitError) and not isinstance(out.get((index, slot)),
                                                                 CcidkitError):

@@ -272,3 +272,16 @@ def test_remote_readers_speak_the_transport_interface():
     finally:
         remote.close()
     assert remote.proc is None
+
+
+def test_a_failing_parallel_session_is_reported_not_hung():
+    rig = slots._LocalRig("sysmooctsim", 3, 0.0)
+    readers = [Reader(t).open() for t in rig.transports]
+    rig.emulated[0].remove_card(1)
+    with pytest.raises(BenchError) as e:
+        slots.run_parallel(rig, readers, [(0, 0), (0, 1), (0, 2)], 3)
+    assert e.value.name == "SESSION_FAILED" and "(0, 1)" in str(e.value)
+    assert "IFD_ICC_NOT_PRESENT" in str(e.value) or "no card" in str(e.value).lower()
+    assert rig.clock.participants_running == 0
+    # the other slots still work afterwards
+    slots.run_parallel(rig, readers, [(0, 0), (0, 2)], 3)
