@@ -209,6 +209,37 @@ def exit(status):
     reset("shutdown", status)
 
 
+def boot_next():
+    """Hand the machine over to the boot option after the current one.
+
+    The runtime's ``boot.next`` (uefi/runtime/ck_boot.c) reads BootCurrent
+    and BootOrder (UEFI spec §3.1, §3.3), skips options that are not
+    LOAD_OPTION_ACTIVE or not of the boot category (§3.1.3), and starts the
+    first one LoadImage accepts (BootPolicy TRUE: Secure Boot verifies it)
+    with its OptionalData as LoadOptions, after printing
+    ``ccidkit: boot.next: starting Boot#### "DESCRIPTION"``. Our USB
+    interrupt transfers are cancelled before.
+
+    An OS loader never comes back. When the started image returns, so does
+    this call: ``(option number, the image's exit EFI_STATUS)``.
+
+    @retval (number, status)        the option started and returned
+    @raise EfiError EFI_NOT_FOUND   no BootCurrent (not started by the boot
+                                    manager), no BootOrder, or no active boot
+                                    option after the current one
+    @raise EfiError EFI_SECURITY_VIOLATION / EFI_ACCESS_DENIED / EFI_LOAD_ERROR ...
+                                    the options after the current one were all
+                                    refused by LoadImage (the message names them)
+    """
+    answer = call("boot.next").split()
+    if len(answer) != 2:
+        raise EfiError("malformed boot.next answer", EFI_DEVICE_ERROR)
+    try:
+        return int(answer[0], 16), int(answer[1], 16)
+    except ValueError:
+        raise EfiError("malformed boot.next answer", EFI_DEVICE_ERROR)
+
+
 def runtime_info():
     """dict of str: tsc_hz, stack_peak (bytes of native stack used), from_shell, files."""
     info = {}

@@ -1,6 +1,6 @@
 """preboot-auth: smart-card login before the operating system starts.
 
-    preboot-auth [--attempts N] [--wait-s S] [--pin-timeout-s S]
+    preboot-auth [--attempts N] [--wait-s S] [--pin-timeout-s S] [--no-handover]
 
 Waits for a CCID reader and a card (the in-firmware driver: usb_transport +
 core/driver.py through the PC/SC-like core/pcsc.py), shows the reader's name
@@ -26,6 +26,14 @@ no failed attempt). Every wait is bounded and so are the failed attempts
 (``--attempts``, default 3, wrong PINs and refused cards together): after
 the last one the status is non-zero. Status 0 only after a verified
 signature.
+
+After the SUCCESS line the app hands the machine over to the next boot
+option (efi.boot_next(): the option after BootCurrent in BootOrder, loaded
+by the firmware so Secure Boot checks it) and never comes back while that
+image runs; with no next option (``no next boot option``), or when the
+started image returns, the app ends with status 0. ``--no-handover`` ends
+at once after SUCCESS instead (tests that want the exit marker). A failed
+login never hands over: it ends the run with its non-zero status.
 
 Status: 0 authenticated, 1 refused, 2 bad arguments, 3 no enrolled key,
 4 PIN failures (attempts used up, or the PIN blocked), 5 no card in time,
@@ -512,6 +520,32 @@ def load_enrolled_key():
     return rsa_verify.RsaPublicKey(enrolled_key.N, enrolled_key.E), enrolled_key.LABEL
 
 
+def hand_over(console, boot_next, not_found):
+    """After a verified login: start the next boot option. ``boot_next`` is
+    efi.boot_next (raises an error with ``.status``; ``not_found`` is the
+    status meaning "no next option"). Returns a line of what happened when
+    the call comes back (no option, refused, or the started image returned)."""
+    console.line("handing over to the next boot option")
+    try:
+        number, status = boot_next()
+    except CcidkitError as e:
+        if getattr(e, "status", None) == not_found:
+            text = "no next boot option (%s)" % e.message
+        else:
+            text = "the next boot option could not be started: %s %s" % (e.name, e.message)
+        console.line(text)
+        return text
+    text = "Boot%04X returned status %X" % (number, status)
+    console.line(text)
+    return text
+
+
+def split_handover(argv):
+    """(hand over after SUCCESS?, the other arguments): ``--no-handover`` anywhere."""
+    rest = [a for a in argv if a != "--no-handover"]
+    return len(rest) == len(argv), rest
+
+
 def _parse(argv):
     opts = {"attempts": DEFAULT_ATTEMPTS, "wait_s": DEFAULT_WAIT_S,
             "pin_timeout_s": DEFAULT_PIN_TIMEOUT_S}
@@ -541,9 +575,11 @@ def main(argv):
         sys.stdout.write(text)
 
     console = Console(write, efi.read_key, now_ms)
+    handover, argv = split_handover(list(argv))
     opts = _parse(argv)
     if opts is None:
-        console.line("usage: preboot-auth [--attempts N] [--wait-s S] [--pin-timeout-s S]")
+        console.line("usage: preboot-auth [--attempts N] [--wait-s S] [--pin-timeout-s S] "
+                     "[--no-handover]")
         return STATUS_BAD_ARGS
     enrolled = load_enrolled_key()
     if enrolled is None:
@@ -565,10 +601,15 @@ def main(argv):
     ctx = pcsc.SCardEstablishContext(pcsc.SCARD_SCOPE_USER, mgr)
     readers = _PcscReaders(pcsc, ctx, now_ms)
     try:
-        return login(readers, console, key, rng, opts["attempts"], opts["wait_s"] * 1000,
-                     opts["pin_timeout_s"] * 1000)
+        status = login(readers, console, key, rng, opts["attempts"], opts["wait_s"] * 1000,
+                       opts["pin_timeout_s"] * 1000)
     finally:
         try:
             pcsc.SCardReleaseContext(ctx)
         except pcsc.PCSCError:
             pass
+    # only a verified signature reaches the next boot option; the reader is
+    # let go first (the next image may want it)
+    if status == STATUS_OK and handover:
+        hand_over(console, efi.boot_next, efi.EFI_NOT_FOUND)
+    return status
