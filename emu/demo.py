@@ -22,7 +22,15 @@ What happens:
    emu/vm_readers.py);
 5. QEMU boots ``preboot-auth``; at each PIN prompt the demo types the PIN on
    the serial console (the firmware reads it as keys), until the app's
-   verdict line and exit.
+   verdict line and exit;
+6. hand-over (``handover=True``, the default): the VM's variable store holds
+   two boot options, Boot0000 the demo (``\\EFI\\BOOT\\BOOTX64.EFI``) and
+   Boot0001 the stand-in for an OS loader (``\\ccidkit\\next-stage.efi``, a
+   copy of the same image, signed alike, whose load options run
+   ``hello next-boot-option``). After SUCCESS the app starts Boot0001 through
+   the firmware (efi.boot_next), which prints its lines and ends the run.
+   ``handover=False`` runs the app with ``--no-handover`` on the firmware's
+   own store: it ends right after its verdict.
 
 ``fault="tamper-signature"`` flips one bit of the card's signature on its
 way to the VM (the app must refuse it). Nothing here prints the PIN; the
@@ -46,6 +54,9 @@ VERDICT_RE = re.compile(r"^PREBOOT-AUTH: (SUCCESS|REFUSED|FAILED)\b(.*)$")
 EXIT_RE = re.compile(r"^CCIDKIT-EXIT status=\d+")
 FAULTS = ("tamper-signature",)
 REFUSED_PULL_S = 1.0              # a refused card is pulled and put back after this
+NEXT_STAGE_PATH = "\\ccidkit\\next-stage.efi"
+NEXT_STAGE_OPTIONS = "hello next-boot-option"   # app and argument of the next boot option
+HANDOVER_RE = re.compile(r"^ccidkit: boot\.next: starting (Boot[0-9A-F]{4}) ")
 
 
 class DemoError(CcidkitError):
@@ -191,7 +202,8 @@ class Demo:
 
     def __init__(self, card_image=None, pin=DEFAULT_PIN, reader="qemu-ccid", secure_boot=False,
                  unsigned=False, enroll_image=None, fault=None, attempts=3, inserted=True,
-                 echo=None, progress=None, out_dir=None, wait_s=300, card_seed=None):
+                 echo=None, progress=None, out_dir=None, wait_s=300, card_seed=None,
+                 handover=True):
         if not isinstance(pin, str) or not pin.isdigit() or not 1 <= len(pin) <= 8:
             raise DemoError("the PIN is 1 to 8 digits", None, "BAD_PIN")
         if fault is not None and fault not in FAULTS:
@@ -213,7 +225,9 @@ class Demo:
         self.out_dir = out_dir or demo_out_dir()
         self.wait_s = wait_s
         self.card_seed = card_seed
+        self.handover = handover
         self._tmp = None
+        self._work = None
         self.card_image = card_image
         self.card = None
         self.served = None
@@ -256,6 +270,35 @@ class Demo:
         return secureboot.signed_esp(self.image, keys.key, keys.cert,
                                      os.path.join(self.out_dir, "esp-signed"))
 
+    def _firmware(self):
+        """(code, VARS template) and extra QEMU arguments for this run."""
+        from ccidkit.emu import qemu
+        if self.secure_boot:
+            from ccidkit.emu import secureboot
+            folder = os.path.join(self.out_dir, "secureboot")
+            keys = secureboot.ensure_keys(folder)
+            opts = secureboot.vm_options(*secureboot.firmware(folder, keys.cert))
+            return opts["firmware"], opts["extra_args"]
+        return qemu.find_firmware(), []
+
+    def _handover_setup(self, esp, firmware):
+        """A private ESP with the next-stage copy and a VARS store with the two
+        boot options (see the module docstring); returns (esp, firmware)."""
+        from ccidkit.emu import secureboot
+        self._work = tempfile.mkdtemp(prefix="ccidkit-demo-boot-")
+        os.chmod(self._work, 0o700)
+        dst = os.path.join(self._work, "esp")
+        shutil.copytree(esp, dst)
+        image = os.path.join(dst, "EFI", "BOOT", "BOOTX64.EFI")
+        target = os.path.join(dst, *NEXT_STAGE_PATH.split("\\")[1:])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(image, target)
+        code, template = firmware
+        store = secureboot.add_boot_options(
+            template, os.path.join(self._work, "VARS.fd"),
+            [("\\EFI\\BOOT\\BOOTX64.EFI", None), (NEXT_STAGE_PATH, NEXT_STAGE_OPTIONS)])
+        return dst, (code, store)
+
     def _on_line(self, line):
         with self._lock:
             self._stamps.append(time.monotonic())
@@ -268,23 +311,18 @@ class Demo:
         if self.image is None:
             self.prepare()
         esp = self._esp()
+        firmware, extra = self._firmware()
+        args = ["--attempts", self.attempts, "--wait-s", self.wait_s]
+        if self.handover:
+            esp, firmware = self._handover_setup(esp, firmware)
+        else:
+            args.append("--no-handover")
         self.reader.start()
         opts = self.reader.qemu_options()
-        args = ["--attempts", self.attempts, "--wait-s", self.wait_s]
-        kwargs = dict(app=APP, args=args, chardevs=opts.get("chardevs", ()),
-                      extra_devices=opts.get("devices", ()), echo=self._on_line,
-                      echo_err=self.echo)
-        if self.secure_boot:
-            from ccidkit.emu import secureboot
-            keys = secureboot.ensure_keys(os.path.join(self.out_dir, "secureboot"))
-            code, vars_fd = secureboot.firmware(os.path.join(self.out_dir, "secureboot"),
-                                                keys.cert)
-            with secureboot.secure_boot_vm(code, vars_fd) as extra:
-                self.vm = qemu.Vm(esp, extra_args=extra, **kwargs)
-                self.vm.start()
-        else:
-            self.vm = qemu.Vm(esp, **kwargs)
-            self.vm.start()
+        self.vm = qemu.Vm(esp, app=APP, args=args, chardevs=opts.get("chardevs", ()),
+                          extra_devices=opts.get("devices", ()), echo=self._on_line,
+                          echo_err=self.echo, firmware=firmware, extra_args=extra)
+        self.vm.start()
         # QEMU runs from here (start() returns once QMP answers, after any wait
         # for another VM to finish)
         self.t_launch = time.monotonic()
@@ -295,9 +333,10 @@ class Demo:
             self.vm.close()
         if self.reader is not None:
             self.reader.stop()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        for attr in ("_tmp", "_work"):
+            if getattr(self, attr) is not None:
+                shutil.rmtree(getattr(self, attr), ignore_errors=True)
+                setattr(self, attr, None)
 
     def __enter__(self):
         return self
@@ -368,6 +407,17 @@ class Demo:
     def _stamp_of_last_line(self):
         with self._lock:
             return self._stamps[-1] if self._stamps else time.monotonic()
+
+    @property
+    def handed_over_to(self):
+        """``Boot####`` the app started after its SUCCESS line, or None."""
+        if self.vm is None:
+            return None
+        for line in self.vm.console_lines:
+            m = HANDOVER_RE.match(line)
+            if m:
+                return m.group(1)
+        return None
 
     @property
     def seconds_to_success(self):

@@ -74,8 +74,20 @@ def find_qemu():
     return exe
 
 
-def find_firmware():
-    """(OVMF code, OVMF vars template); $CCIDKIT_OVMF_CODE / $CCIDKIT_OVMF_VARS override."""
+def find_firmware(firmware=None):
+    """(OVMF code, OVMF vars template): ``firmware`` (a (code, vars) pair, both
+    files) when the caller chose one, e.g. the secure-boot build with an
+    enrolled store; else the default, which $CCIDKIT_OVMF_CODE /
+    $CCIDKIT_OVMF_VARS override, else the first installed pair."""
+    if firmware is not None:
+        try:
+            code, vars_ = firmware
+        except (TypeError, ValueError):
+            raise QemuError("firmware is a (code, vars) pair of files", name="OVMF_NOT_FOUND")
+        for path in (code, vars_):
+            if not path or not os.path.isfile(path):
+                raise QemuError("firmware file missing: %s" % (path,), name="OVMF_NOT_FOUND")
+        return os.fspath(code), os.fspath(vars_)
     code = os.environ.get("CCIDKIT_OVMF_CODE")
     vars_ = os.environ.get("CCIDKIT_OVMF_VARS")
     if code or vars_:
@@ -379,14 +391,17 @@ class Vm:
     console line as it arrives (e.g. ``print``), or None; echo_err: the same
     for QEMU's own stderr lines (default: echo, prefixed "qemu: "). log_path: also write
     the raw console there. extra_devices / chardevs / extra_args: see
-    build_command_line. exclusive: take the machine-wide VM lock.
+    build_command_line. exclusive: take the machine-wide VM lock. firmware:
+    (OVMF code, VARS template) for this run (see find_firmware; the template is
+    copied, never written); None: the default.
     """
 
     def __init__(self, image=None, app=None, args=(), extra_devices=(), chardevs=(),
                  extra_args=(), echo=None, echo_err=None, log_path=None, memory_mb=DEFAULT_MEMORY_MB,
                  kvm=None, qmp=True, exclusive=True, lock_timeout=DEFAULT_LOCK_TIMEOUT,
-                 no_reboot=True):
+                 no_reboot=True, firmware=None):
         self.image = image
+        self.firmware = firmware
         self.app = app
         self.args = [str(a) for a in args]
         if app is not None:
@@ -428,7 +443,7 @@ class Vm:
         if self.proc is not None:
             raise QemuError("this VM was already started", name="VM_BUSY")
         qemu = find_qemu()
-        code, vars_template = find_firmware()
+        code, vars_template = find_firmware(self.firmware)
         esp_src = resolve_esp(self.image)
         with _process_lock:
             if _process_vm[0] is not None:

@@ -8,7 +8,9 @@
                                                    # Secure Boot on (virt-firmware's virt-fw-vars)
     code, vars_fd = sb.firmware(folder, keys.cert) # OVMF_CODE_4M.secboot.fd and that store
     esp = sb.signed_esp(build_result, keys.key, keys.cert)   # a copy of the ESP, signed
-    with sb.secure_boot_vm(code, vars_fd) as extra_args: ...  # options for emu/qemu.Vm
+    Vm(esp, **sb.vm_options(code, vars_fd))        # firmware=(code, vars), extra_args
+    sb.add_boot_options(vars_fd, out, [("\\EFI\\BOOT\\BOOTX64.EFI", None),
+                                       ("\\next.efi", "hello")])  # Boot#### + BootOrder
 
 The secure-boot build of OVMF keeps its variables in SMM: QEMU needs
 ``-machine smm=on`` and ``-global driver=cfi.pflash01,property=secure,value=on``
@@ -22,7 +24,6 @@ The keys are test keys for VMs: one self-signed RSA-2048 certificate is PK,
 KEK and db at once. Never enrol them in a real machine's firmware.
 """
 
-import contextlib
 import datetime
 import os
 import shutil
@@ -203,20 +204,28 @@ def firmware(folder, cert):
     return code, out
 
 
-@contextlib.contextmanager
-def secure_boot_vm(code, vars_path):
-    """While open, emu/qemu.Vm.start() picks these firmware files (through
-    $CCIDKIT_OVMF_CODE / $CCIDKIT_OVMF_VARS, which its find_firmware reads);
-    yields the extra QEMU arguments the secure-boot firmware needs. The harness
-    copies the VARS file at start, so the template stays unchanged."""
-    saved = {k: os.environ.get(k) for k in ("CCIDKIT_OVMF_CODE", "CCIDKIT_OVMF_VARS")}
-    os.environ["CCIDKIT_OVMF_CODE"] = code
-    os.environ["CCIDKIT_OVMF_VARS"] = vars_path
-    try:
-        yield list(QEMU_ARGS)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def vm_options(code, vars_path):
+    """Keyword arguments for emu/qemu.Vm that boot this secure-boot firmware:
+    ``firmware=(code, vars_path)`` (the harness copies the VARS file at start,
+    so the store stays unchanged) and the extra QEMU arguments it needs."""
+    return {"firmware": (code, vars_path), "extra_args": list(QEMU_ARGS)}
+
+
+def add_boot_options(template, out_path, entries):
+    """A copy of the variable store ``template`` with one Boot#### option per
+    ``(file path on the boot volume, load options text or None)`` appended to
+    BootOrder, in order (virt-fw-vars --append-boot-filepath). Each is a
+    short-form file path (UEFI 2.10 §3.1.2), titled ``file NAME``, active; the
+    text becomes the option's OptionalData (UCS-2), which the firmware hands
+    to the image as its LoadOptions. Returns ``out_path``."""
+    argv = _virt_fw_vars() + ["-i", template, "-o", out_path + ".tmp"]
+    for path, options in entries:
+        if not path.startswith("\\") or any(c.isspace() for c in path):
+            raise SecureBootError("boot option path: absolute, no blanks: %r" % (path,), None,
+                                  "VARS_FAILED")
+        if options is not None and (not options.isprintable() or "\n" in options):
+            raise SecureBootError("load options: one printable line", None, "VARS_FAILED")
+        argv += ["--append-boot-filepath", path if options is None else path + " " + options]
+    _run(argv, "virt-fw-vars", "VARS_FAILED")
+    os.replace(out_path + ".tmp", out_path)
+    return out_path

@@ -146,6 +146,16 @@ def test_firmware_and_accel_overrides(monkeypatch, tmp_path):
     with pytest.raises(QemuError) as e:
         qemu.find_firmware()
     assert e.value.name == "OVMF_NOT_FOUND"
+    # a firmware the caller names wins over the environment (a user's override of the default)
+    other_code, other_vars = tmp_path / "SB_C.fd", tmp_path / "SB_V.fd"
+    other_code.write_bytes(b"c")
+    other_vars.write_bytes(b"v")
+    assert qemu.find_firmware((str(other_code), str(other_vars))) == (str(other_code),
+                                                                     str(other_vars))
+    for bad in ((str(other_code), str(tmp_path / "missing.fd")), (str(other_code),), "x", (None, None)):
+        with pytest.raises(QemuError) as e:
+            qemu.find_firmware(bad)
+        assert e.value.name == "OVMF_NOT_FOUND"
     monkeypatch.setenv("CCIDKIT_ACCEL", "tcg")
     assert qemu.kvm_usable() is False
     monkeypatch.setenv("CCIDKIT_ACCEL", "kvm")
@@ -160,6 +170,20 @@ def test_one_vm_per_process(monkeypatch, tmp_path):
     with pytest.raises(QemuError) as e:
         Vm(str(esp), exclusive=False).start()
     assert e.value.name == "VM_BUSY"
+
+
+def test_vm_takes_its_firmware_as_a_parameter(tmp_path, monkeypatch):
+    monkeypatch.delenv("CCIDKIT_OVMF_CODE", raising=False)
+    monkeypatch.delenv("CCIDKIT_OVMF_VARS", raising=False)
+    monkeypatch.setenv("CCIDKIT_QEMU", "/bin/true")
+    esp = tmp_path / "esp"
+    esp.mkdir()
+    vm = Vm(str(esp), exclusive=False, firmware=(str(tmp_path / "C.fd"), str(tmp_path / "V.fd")))
+    assert vm.firmware == (str(tmp_path / "C.fd"), str(tmp_path / "V.fd"))
+    with pytest.raises(QemuError) as e:
+        vm.start()                  # checked before anything runs
+    assert e.value.name == "OVMF_NOT_FOUND" and "C.fd" in e.value.message
+    assert vm.proc is None and vm.workdir is None
 
 
 def test_cli_parses_run_options():

@@ -99,17 +99,42 @@ def test_vars_store_enrols_our_certificate_as_pk_kek_and_db(tmp_path):
     assert not re.search(r"name=SecureBootEnable .*\n\s+bool: ON", sb.print_vars(off))
 
 
-def test_secure_boot_vm_sets_and_restores_the_firmware(monkeypatch):
+def test_vm_options_name_the_firmware_without_touching_the_environment(monkeypatch):
     monkeypatch.delenv("CCIDKIT_OVMF_CODE", raising=False)
     monkeypatch.setenv("CCIDKIT_OVMF_VARS", "/keep/me")
-    from ccidkit.emu import qemu
-    with sb.secure_boot_vm("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd") as args:
-        assert args == ["-machine", "smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
-        assert os.environ["CCIDKIT_OVMF_CODE"].endswith("OVMF_CODE_4M.secboot.fd")
-        if os.path.isfile("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"):
-            assert qemu.find_firmware()[0].endswith(".secboot.fd")
+    opts = sb.vm_options("/fw/OVMF_CODE_4M.secboot.fd", "/run/VARS.fd")
+    assert opts == {"firmware": ("/fw/OVMF_CODE_4M.secboot.fd", "/run/VARS.fd"),
+                    "extra_args": ["-machine", "smm=on", "-global",
+                                   "driver=cfi.pflash01,property=secure,value=on"]}
     assert "CCIDKIT_OVMF_CODE" not in os.environ
     assert os.environ["CCIDKIT_OVMF_VARS"] == "/keep/me"
+    assert not hasattr(sb, "secure_boot_vm")
+
+
+def test_boot_options_appended_to_a_store(tmp_path):
+    keys = sb.ensure_keys(str(tmp_path / "k"))
+    secure = sb.make_vars(keys.cert, str(tmp_path / "sb.fd"))
+    out = sb.add_boot_options(secure, str(tmp_path / "boot.fd"),
+                              [("\\EFI\\BOOT\\BOOTX64.EFI", None),
+                               ("\\ccidkit\\next-stage.efi", "hello next-boot-option")])
+    text = sb.print_vars(out)
+    assert re.search(r'name=Boot0000 .*\n\s+boot entry: title="file BOOTX64.EFI" '
+                     r'devpath=FilePath\(\\EFI\\BOOT\\BOOTX64.EFI\)\n', text), text
+    m = re.search(r'name=Boot0001 .*\n\s+boot entry: title="file next-stage.efi" '
+                  r'devpath=FilePath\(\\ccidkit\\next-stage.efi\) optdata=([0-9a-f]+)', text)
+    assert m, text
+    # OptionalData: the load options as UCS-2 with a terminating NUL
+    assert bytes.fromhex(m.group(1)) == "hello next-boot-option\0".encode("utf-16-le")
+    assert re.search(r"name=BootOrder .*\n\s+boot order: 0000, 0001\n", text)
+    # the Secure Boot keys of the template are kept, and the template itself untouched
+    assert re.search(r"name=SecureBootEnable .*\n\s+bool: ON", text)
+    assert "name=PK " in text and "name=db " in text
+    assert "Boot0000" not in sb.print_vars(secure)
+    for bad in ([("EFI\\x.efi", None)], [("\\a b.efi", None)], [("\\x.efi", "two\nlines")]):
+        with pytest.raises(sb.SecureBootError) as e:
+            sb.add_boot_options(secure, str(tmp_path / "bad.fd"), bad)
+        assert e.value.name == "VARS_FAILED"
+    assert not os.path.exists(str(tmp_path / "bad.fd"))
 
 
 @needs_sbsign
