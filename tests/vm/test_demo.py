@@ -4,10 +4,12 @@
    attempt allowed: tries shown, status 4;
 2. the same card image after the restart, through `ccidkit uefi demo
    --secure-boot` (signed image, our certificate in db): one try less shown,
-   the right PIN, SUCCESS and exit 0;
+   the right PIN, SUCCESS, then the hand-over: the signed next stage (Boot0001)
+   passes Secure Boot's check, runs and exits 0;
 3. a tampered signature, then a card whose key is not the enrolled one: both
    refused, status 1, never SUCCESS;
-4. Secure Boot with the unsigned image: the firmware refuses it, the app never starts;
+4. Secure Boot with the unsigned image: the firmware refuses it and the unsigned
+   next stage, the app never starts;
 5. `ccidkit uefi demo --reader emulated:gemalto-pctwin` (usb-redir): exit 0.
 """
 
@@ -88,6 +90,13 @@ def test_restart_shows_one_try_less_then_the_cli_authenticates_under_secure_boot
     assert re.search(r"^preboot-auth: ATR 3B ", out, re.M)
     guid = AuthCard(image=image).guid.hex()
     assert re.search(r"^PREBOOT-AUTH: SUCCESS card %s key [0-9a-f]{16}$" % guid, out, re.M), out
+    # the hand-over: the next boot option, signed alike, passes Secure Boot and ends the run
+    handover = re.search(r'^ccidkit: boot\.next: starting Boot0001 "file next-stage\.efi"$', out,
+                         re.M)
+    assert handover, out
+    assert out.index("PREBOOT-AUTH: SUCCESS") < handover.start() < out.index(
+        "argv: next-boot-option")
+    assert out.count("CCIDKIT-EXIT") == 1
     assert out.rstrip().endswith("CCIDKIT-EXIT status=0")
     assert re.search(r"SUCCESS, status=0, authenticated \d+\.\d s after QEMU started",
                      proc.stderr)
@@ -121,7 +130,8 @@ def test_secure_boot_refuses_the_unsigned_image(tmp_path):
               echo=print) as demo:
         demo.prepare()
         demo.start()
-        demo.wait_line(r"failed to load Boot\d+ .*: Access Denied$", 120)
+        demo.wait_line(r'failed to load Boot0000 "file BOOTX64.EFI" .*: Access Denied$', 120)
+        demo.wait_line(r'failed to load Boot0001 "file next-stage.efi" .*: Access Denied$', 60)
         demo.wait_line(r"No bootable option or device was found", 120)
         assert not lines(demo, "preboot-auth")
         assert "CCIDKIT-EXIT" not in demo.vm.console

@@ -6,6 +6,11 @@ volume): ``APP [ARG ...]``; no APP means ``hello``. APP names the module
 ``main(argv)`` returns the status (None is 0). Then the marker line
 ``CCIDKIT-EXIT status=<N>`` and efi.exit(N). An uncaught exception prints
 its traceback and gives 70, an unknown app 64.
+
+An app that hands the machine over to the next boot option (efi.boot_next,
+e.g. preboot-auth after a login) does so inside its ``main``: the marker
+and isa-debug-exit come only when the app really ends (no next option, or
+the started image returned), never before the hand-over.
 """
 
 import sys
