@@ -78,6 +78,10 @@ def register(sub):
     d.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="kill QEMU after S seconds (default 600)")
     d.add_argument("--quiet", action="store_true", help="do not show the console")
+    d.add_argument("--no-handover", action="store_true",
+                   help="after a login, end the run instead of starting the next boot option "
+                   "(by default a second boot option, the same image running `hello`, shows "
+                   "the hand-over)")
     d.set_defaults(func=run_demo)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -148,7 +152,8 @@ def run_demo(args):
 
     options = dict(pin=args.pin or DEFAULT_PIN, reader=args.reader, card_image=args.card_image,
                    enroll_image=args.enroll_card_image, secure_boot=args.secure_boot,
-                   unsigned=args.unsigned, fault=args.fault, attempts=max(1, args.attempts))
+                   unsigned=args.unsigned, fault=args.fault, attempts=max(1, args.attempts),
+                   handover=not args.no_handover)
     try:
         status, d = demo(echo=None if args.quiet else echo, progress=note,
                          timeout=args.timeout, **options)
