@@ -308,6 +308,9 @@ class Reader:
         self.data_rates = None    # GET_DATA_RATES answer
         self.speed_policy = speed_policy
         self.interrupt_ok = True
+        # optional Transport.interrupt_pending(): False when an interrupt-IN read
+        # would surely find nothing now, so a poll without waiting can skip it
+        self._int_pending = getattr(transport, "interrupt_pending", None)
 
     # ------------------------------------------------------------------ identity
 
@@ -757,6 +760,10 @@ class Reader:
         that went away reports every slot that had a card.
         """
         if self.gone:
+            return []
+        if not timeout_ms and self.interrupt_ok and self._int_pending is not None and \
+                self.transport.has_interrupt and not self._int_pending():
+            # nothing queued on interrupt-IN: the read would time out at once
             return []
         before = [s.events for s in self.slots]
         data = None

@@ -259,6 +259,14 @@ class EmulatedBackend(usb.backend.IBackend):
         buff[0:n] = type(buff)(buff.typecode, got)
         return n
 
+    def interrupt_pending(self, dev, ep):
+        """False only when an interrupt-IN read on ``dev`` (this backend's device)
+        would time out with nothing queued (EmulatedReader.interrupt_pending);
+        True for a removed device, so the read reports ENODEV."""
+        if dev.removed:
+            return True
+        return dev.reader.interrupt_pending()
+
     def intr_read(self, dev_handle, ep, intf, buff, timeout):
         r = self._reader(dev_handle)
         got = self._call(r.interrupt_in, len(buff) * buff.itemsize, timeout)

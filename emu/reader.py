@@ -673,6 +673,14 @@ class EmulatedReader:
         self.clock.advance_to(T.next_frame(max(t, self.now())))
         return msg[:max(1, int(max_len))]
 
+    def interrupt_pending(self):
+        """False only when an interrupt-IN read now would find nothing and change
+        nothing but the emulated clock: plugged in, an interrupt endpoint, no
+        stall armed on it and no message queued. Hosts use it to skip a read
+        that would only time out; True means "read to find out"."""
+        return bool(self._interrupts) or self.gone or not self.usb["interrupt"] or \
+            self.faults.stalls.get("interrupt_in", 0) > 0
+
     def pending_answers(self):
         return len(self._queue) + (1 if self._current is not None else 0)
 

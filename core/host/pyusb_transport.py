@@ -12,6 +12,7 @@ libusb errors become TransportError subclasses: a timeout TransportTimeout,
 ENODEV (LIBUSB_ERROR_NO_DEVICE) ReaderRemoved, EPIPE (stall) TransportStall.
 """
 
+import array
 import errno
 
 import usb.core
@@ -119,6 +120,13 @@ class PyusbTransport(Transport):
                                                                   interface_number))
         self._claimed = False
         self._closed = False
+        self._in_buf = None         # bulk-IN buffer reused while reads ask the same size
+        # a backend that can tell whether interrupt-IN holds a message without a
+        # read (the emulated one): pyusb keeps the backend and its device object
+        # in the Device's resource manager
+        ctx = getattr(dev, "_ctx", None)
+        self._pending_fn = getattr(getattr(ctx, "backend", None), "interrupt_pending", None)
+        self._pending_dev = getattr(ctx, "dev", None)
 
     @property
     def has_interrupt(self):
@@ -163,10 +171,26 @@ class PyusbTransport(Transport):
 
     def bulk_in(self, max_len, timeout_ms):
         self._open()
+        buf = self._in_buf
+        if buf is None or len(buf) != max_len:
+            # pyusb reads into an array of the asked size; one kept and reused
+            # spares a fresh 64 KiB array per read (the driver asks 65554 bytes)
+            buf = array.array("B", bytes(max_len))
+            self._in_buf = buf
         try:
-            return bytes(self.dev.read(self.ep_in, max_len, _ms(timeout_ms)))
+            n = self.dev.read(self.ep_in, buf, _ms(timeout_ms))
         except usb.core.USBError as e:
             raise _translate(e)
+        return bytes(memoryview(buf)[:n])
+
+    def interrupt_pending(self):
+        """False only when the backend knows an interrupt-IN read would find
+        nothing now (the emulated backend can tell; libusb cannot without a
+        read, so real readers always answer True: "read to find out")."""
+        fn = self._pending_fn
+        if fn is None or self.ep_int is None or not self._claimed or self._closed:
+            return True
+        return fn(self._pending_dev, self.ep_int)
 
     def interrupt_in(self, max_len, timeout_ms):
         if self.ep_int is None:
