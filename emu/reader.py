@@ -263,6 +263,8 @@ class EmulatedReader:
         self.serial = serial if serial is not None else _next_serial()
         self.port_path = tuple(port_path)
         self.faults = ReaderFaults()
+        # False: every command takes the general path (tests compare the two)
+        self.fast_paths = True
         self._lock = threading.RLock()
         self.slots = [Slot(i) for i in range(self.descriptor.slots)]
         self.max_data = self.descriptor.max_data_length
@@ -517,15 +519,29 @@ class EmulatedReader:
         raise ReaderStall("class request %02X %02X" % (bmRequestType, bRequest))
 
     # -- bulk-OUT ----------------------------------------------------------------------
-    @_locked
     def bulk_out(self, data, timeout_ms=None):
         """One CCID message, or a piece of one: pieces are gathered by dwLength."""
-        self._alive()
-        if self.faults.take_stall("bulk_out"):
+        with self._lock:        # as @_locked, one call less on the hot path
+            self._bulk_out(data)
+
+    def _bulk_out(self, data):
+        if self.gone:
+            raise ReaderGone()
+        if self.faults.stalls and self.faults.take_stall("bulk_out"):
             raise ReaderStall("bulk-OUT stalled")
         data = bytes(data)
-        end = self.bus.transfer(self.now(), T.usb_bulk_us(len(data), self.usb["wMaxPacketSize"]))
+        n = len(data)
+        end = self.bus.transfer(self.clock.now_us(), T.usb_bulk_us(n, self.usb["wMaxPacketSize"]))
         self.clock.advance_to(end)
+        if not self._rx and n >= C.CCID_HEADER_LENGTH:
+            # the usual case: one whole message in one transfer, taken as it
+            # came (what the gathering below would cut out of _rx)
+            dw = data[1] | (data[2] << 8) | (data[3] << 16) | (data[4] << 24)
+            if n == C.CCID_HEADER_LENGTH + dw and dw <= self.max_data:
+                self._command(data)
+                if self.gone:
+                    raise ReaderGone()
+                return
         self._rx.extend(data)
         for _ in range(len(self._rx) // C.CCID_HEADER_LENGTH + 1):
             if len(self._rx) < C.CCID_HEADER_LENGTH:
@@ -554,8 +570,9 @@ class EmulatedReader:
 
     def _command(self, raw):
         t, dw, bslot, bseq = struct.unpack_from("<BIBB", raw, 0)
-        self.log.append((self.now(), "->", t, bslot, bseq))
-        if self.faults.take_unplug():
+        faults = self.faults
+        self.log.append((self.clock.now_us(), "->", t, bslot, bseq))
+        if faults.unplug_countdown is not None and faults.take_unplug():
             self.unplug()
             return
         if t not in C.RESPONSE_TYPE:
@@ -566,13 +583,16 @@ class EmulatedReader:
             self._immediate(t, bslot, bseq, C.COMMAND_STATUS_FAILED, 5)   # offset of bSlot
             return
         s = self.slots[bslot]
-        now = self.now()
+        now = self.clock.now_us()
         if t == C.PC_to_RDR_Abort:
             self._abort_bulk(s, bseq)
             return
         # §5.2.2: one command per slot; at most bMaxCCIDBusySlots slots busy.
-        busy = [x for x in self.slots if x.busy_until > now]
-        if s.busy_until > now or len(busy) >= max(1, self.descriptor.bMaxCCIDBusySlots):
+        busy = 0
+        for x in self.slots:
+            if x.busy_until > now:
+                busy += 1
+        if s.busy_until > now or busy >= max(1, self.descriptor.bMaxCCIDBusySlots):
             self._immediate(t, bslot, bseq, C.COMMAND_STATUS_FAILED, C.CMD_SLOT_BUSY)
             return
         if s.abort_seq is not None:
@@ -580,6 +600,9 @@ class EmulatedReader:
             self._immediate(t, bslot, bseq, C.COMMAND_STATUS_FAILED, C.CMD_ABORTED)
             return
         s.last_cmd = (t, bseq)
+        if t == C.PC_to_RDR_XfrBlock and self.fast_paths and self._t1_fast_ok(s, raw):
+            self._xfr_t1_fast(s, raw, bslot, bseq, now)
+            return
         try:
             msg = C.decode_bulk_out(raw, C.CCID_HEADER_LENGTH + self.max_data)
         except C.CCIDError as e:
@@ -588,7 +611,7 @@ class EmulatedReader:
             return
         handler = _HANDLERS[t]
         start = now + self.timing["firmware_us"]
-        wtx = self.faults.take_wtx(bslot)
+        wtx = faults.take_wtx(bslot) if faults.wtx else 0
         try:
             result = handler(self, s, msg)
             cmd_status = C.COMMAND_STATUS_NO_ERROR
@@ -615,26 +638,83 @@ class EmulatedReader:
                           C.make_status(s.icc_status(), cmd_status), bError, b9) + data
         self._push(T.next_frame(done), out, bslot)
 
+    def _t1_fast_ok(self, s, raw):
+        """True when the XfrBlock ``raw`` is a plain T=1 block at TPDU level with
+        nothing armed that could change its fate: the case _xfr_t1_fast answers
+        exactly as the general path (decode, _cmd_xfr_block, _xfr_tpdu) would.
+        No side effects."""
+        faults = self.faults
+        if faults.wtx or faults.remove_next or faults.t1_faults or faults.muted:
+            return False
+        if s.card is None or not s.powered or s.clock_stopped or s.t1 is None:
+            return False
+        if self.descriptor.exchange_bits != CD.EXCHANGE_TPDU or \
+                self.quirks["max_working_rate_bps"] is not None:
+            return False
+        if s.pps_allowed and raw[10:11] == b"\xFF":
+            return False
+        line = _line_of(s.params)
+        return line[0] == 1 and line == s.card_line
+
+    def _xfr_t1_fast(self, s, raw, bslot, bseq, now):
+        """PC_to_RDR_XfrBlock (§6.1.4) carrying one T=1 block, when _t1_fast_ok
+        said so: the same card call, timing and answer as the general path."""
+        data = bytes(raw[C.CCID_HEADER_LENGTH:])
+        s.pps_allowed = False
+        start = now + self.timing["firmware_us"]
+        protocol, fi, di = _line_of(s.params)
+        n = s.atr_info.n
+        resp = s.t1.receive_block(data)
+        us = T.block_t1_us(len(data), fi, di, s.clock_hz, n)
+        if resp is None:
+            cmd_status = C.COMMAND_STATUS_FAILED
+            bError = C.ICC_MUTE
+            resp = b""
+            card_us = int(us) + self._wait_us(s, raw[7])
+        else:
+            resp = bytes(resp)
+            if len(data) > 1 and not data[1] & 0x80 and not data[1] & 0x20:
+                us += self._card_us(s)           # a whole command reached the card
+            us += T.block_t1_us(len(resp), fi, di, s.clock_hz, n)
+            cmd_status = C.COMMAND_STATUS_NO_ERROR
+            bError = 0
+            card_us = int(us)
+        done = start + card_us
+        interval = self.timing["wtx_interval_us"]
+        k = 1
+        while k * interval < card_us and k < 10000:
+            self._push(start + k * interval,
+                       self._wtx_answer(C.RDR_to_PC_DataBlock, s, bseq), bslot)
+            k += 1
+        s.busy_until = done
+        out = struct.pack("<BIBBBBB", C.RDR_to_PC_DataBlock, len(resp), bslot, bseq,
+                          C.make_status(s.icc_status(), cmd_status), bError, 0) + resp
+        self._push(T.next_frame(done), out, bslot)
+
     def _wtx_answer(self, rtype, s, bseq):
         return struct.pack("<BIBBBBB", rtype, 0, s.index, bseq,
                            C.make_status(s.icc_status(), C.COMMAND_STATUS_TIME_EXTENSION), 1, 0)
 
     # -- bulk-IN / interrupt-IN -----------------------------------------------------------
-    @_locked
     def bulk_in(self, max_len, timeout_ms=None):
         """The next answer (or the next ``max_len`` bytes of it)."""
-        self._alive()
-        if self.faults.take_stall("bulk_in"):
+        with self._lock:        # as @_locked, one call less on the hot path
+            return self._bulk_in(max_len, timeout_ms)
+
+    def _bulk_in(self, max_len, timeout_ms):
+        if self.gone:
+            raise ReaderGone()
+        if self.faults.stalls and self.faults.take_stall("bulk_in"):
             raise ReaderStall("bulk-IN stalled")
         if self._current is None:
             wait = timeout_ms if timeout_ms else MAX_WAIT_MS
-            deadline = self.now() + int(wait) * 1000
+            deadline = self.clock.now_us() + int(wait) * 1000
             if not self._queue or self._queue[0][0] > deadline:
                 self.clock.advance_to(deadline)
                 raise ReaderTimeout("no answer within %d ms" % wait)
             t_ready = self._queue[0][0]
             self.clock.advance_to(t_ready)
-            stale = self.faults.take_stale()
+            stale = self.faults.take_stale() if self.faults.stale > 0 else None
             if stale == "duplicate" and self._last_answer is not None:
                 answer = self._last_answer
             else:
@@ -650,10 +730,18 @@ class EmulatedReader:
             self.log.append((self.now(), "<-", answer[0], answer[5], answer[6]))
             self._current = answer
             self._current_pos = 0
-        n = max(1, int(max_len))
-        chunk = self._current[self._current_pos:self._current_pos + n]
-        self._current_pos += len(chunk)
-        if self._current_pos >= len(self._current):
+        cur = self._current
+        n = int(max_len)
+        if n < 1:
+            n = 1
+        pos = self._current_pos
+        if pos == 0 and n >= len(cur) and type(cur) is bytes:
+            # the whole answer in one read (the usual case)
+            self._current = None
+            return cur
+        chunk = cur[pos:pos + n]
+        self._current_pos = pos + len(chunk)
+        if self._current_pos >= len(cur):
             self._current = None
         return chunk
 
@@ -758,7 +846,7 @@ class EmulatedReader:
     def _check_exchange(self, s, bBWI=0):
         """Common checks before bytes go to the card; raises _Failed."""
         self._need_card(s)
-        if self.faults.take_remove(s.index):
+        if self.faults.remove_next and self.faults.take_remove(s.index):
             self._drop_card(s.index)
             raise _Failed(C.ICC_MUTE, self._wait_us(s, bBWI) // 2)
         if s.index in self.faults.muted:
@@ -923,10 +1011,11 @@ class EmulatedReader:
             self._card_pps_event(s, line)
             return 0, resp, int(chars)
         s.pps_allowed = False
-        if self._line(s) != s.card_line:
+        line = _line_of(s.params)
+        if line != s.card_line:
             # reader and card disagree on protocol or speed: the card hears noise
             raise _Failed(C.ICC_MUTE, self._wait_us(s, msg.bBWI))
-        protocol, fi, di = self._line(s)
+        protocol, fi, di = line
         n = s.atr_info.n
         if protocol == 0:
             resp = s.t0.process_tpdu(data)
@@ -936,10 +1025,17 @@ class EmulatedReader:
             return 0, resp, int(us)
         if s.t1 is None:
             raise _Failed(C.ICC_MUTE, self._wait_us(s, msg.bBWI))
-        link = FaultLink(s.t1, self.faults.t1_for(s.index))
-        resp = link(data, self._wait_us(s, msg.bBWI))
-        for _, kind, to in link.fired:
-            self.faults.fired.append(("t1_" + kind, (s.index, to)))
+        armed = self.faults.t1_for(s.index)
+        if armed:
+            link = FaultLink(s.t1, armed)
+            resp = link(data, self._wait_us(s, msg.bBWI))
+            for _, kind, to in link.fired:
+                self.faults.fired.append(("t1_" + kind, (s.index, to)))
+        else:
+            # no T=1 fault armed: what FaultLink does then, without building one
+            resp = s.t1.receive_block(bytes(data))
+            if resp is not None:
+                resp = bytes(resp)
         us = T.block_t1_us(len(data), fi, di, s.clock_hz, n)
         if resp is None:
             raise _Failed(C.ICC_MUTE, int(us) + self._wait_us(s, msg.bBWI))
