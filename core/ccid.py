@@ -274,6 +274,28 @@ _FIXED_LENGTH = {
     0x73: 8, 0x81: 0,
 }
 
+# Per message type, computed once: (name, default) of each header field, and
+# (name, offset, kind) to decode it (kind 0 bytes, 1 a byte, 2 a little-endian word).
+_DEFAULTS = {}
+_DECODE = {}
+for _code in _MESSAGES:
+    _d = []
+    _k = []
+    _pos = 7
+    for _name, _size in _MESSAGES[_code][1]:
+        if _name[:2] == "ab":
+            _d.append((_name, bytes(_size)))
+            _k.append((_name, _pos, 0, _size))
+        else:
+            _d.append((_name, 0))
+            _k.append((_name, _pos, 1 if _size == 1 else 2, _size))
+        _pos += _size
+    _DEFAULTS[_code] = tuple(_d)
+    _DECODE[_code] = tuple(_k)
+# types whose abData is plain bytes (no structure decoded from it)
+_PLAIN_DATA = (0x62, 0x63, 0x65, 0x6F, 0x6C, 0x6D, 0x6B, 0x6E, 0x6A, 0x71, 0x72,
+               0x80, 0x81, 0x83)
+
 # The answer each command gets (§6.1 tables, "Response" row).
 RESPONSE_TYPE = {
     0x62: 0x80, 0x63: 0x81, 0x65: 0x81, 0x6F: 0x80, 0x6C: 0x82, 0x6D: 0x82, 0x61: 0x82,
@@ -655,8 +677,8 @@ class CCIDMessage:
         self.bSlot = bSlot
         self.bSeq = bSeq
         self._layout = layout[1]
-        for name, size in self._layout:
-            setattr(self, name, bytes(size) if name[:2] == "ab" else 0)
+        for name, value in _DEFAULTS[bMessageType]:
+            setattr(self, name, value)
         self.abProtocolDataStructure = None
         self.bPINOperation = None
         self.abPINDataStructure = None
@@ -909,16 +931,18 @@ def _decode_bulk(buf, max_length, allow_trailing, want):
         raise CCIDError("%s carries dwLength %d, got %d" % (layout[0], fixed, dw),
                         1, "BAD_LENGTH")
     msg = CCIDMessage(t, slot, seq)
-    pos = 7
-    for name, size in layout[1]:
-        if name[:2] == "ab":
-            setattr(msg, name, bytes(buf[pos:pos + size]))
-        elif size == 1:
+    for name, pos, kind, size in _DECODE[t]:
+        if kind == 1:
             setattr(msg, name, buf[pos])
-        else:
+        elif kind == 2:
             setattr(msg, name, buf[pos] | (buf[pos + 1] << 8))
-        pos += size
-    msg.abData = memoryview(buf)[CCID_HEADER_LENGTH:CCID_HEADER_LENGTH + dw]
+        else:
+            setattr(msg, name, bytes(buf[pos:pos + size]))
+    if t in _PLAIN_DATA:
+        # what the abData setter does for these types
+        msg._raw = bytes(buf[CCID_HEADER_LENGTH:CCID_HEADER_LENGTH + dw])
+    else:
+        msg.abData = memoryview(buf)[CCID_HEADER_LENGTH:CCID_HEADER_LENGTH + dw]
     return msg
 
 
