@@ -547,13 +547,13 @@ class Reader:
             if not in_flight:
                 return
             # aborts asked for while waiting
-            for key in sorted(in_flight):
+            keys = sorted(in_flight) if len(in_flight) > 1 else list(in_flight)
+            timeout = 0
+            for key in keys:
                 j = in_flight[key]
                 if self.slots[j.slot].abort_requested and not j.aborting:
                     self._start_abort(j)
-            timeout = 0
-            for key in in_flight:
-                t = in_flight[key].cmd.timeout_ms
+                t = j.cmd.timeout_ms
                 if t > timeout:
                     timeout = t
             try:
@@ -608,7 +608,9 @@ class Reader:
                 continue
             if j is None:
                 continue
-            if msg.failed and msg.bError == CMD_SLOT_BUSY and j.busy_retries < MAX_BUSY_RETRIES:
+            cstat = (msg.bStatus >> 6) & 3       # bmCommandStatus (the answer is bulk-IN)
+            if cstat == ccid.COMMAND_STATUS_FAILED and msg.bError == CMD_SLOT_BUSY and \
+                    j.busy_retries < MAX_BUSY_RETRIES:
                 # §5.2.2: the reader refused to run one more slot: run fewer at once
                 del in_flight[key]
                 j.seq = None
@@ -621,7 +623,7 @@ class Reader:
                     self.max_busy = n
                 continue
             self._note_status(self.slots[j.slot], msg)
-            if msg.time_extension:
+            if cstat == ccid.COMMAND_STATUS_TIME_EXTENSION:
                 j.wtx += 1
                 if self.on_time_extension is not None:
                     self.on_time_extension(self, j.slot, j.wtx)
