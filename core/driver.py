@@ -499,7 +499,10 @@ class Reader:
             self._advance(j, None)
         in_flight = {}
         try:
-            self._schedule(todo, in_flight)
+            if len(todo) == 1:
+                self._run_single(todo, in_flight)
+            else:
+                self._schedule(todo, in_flight)
         except ReaderError as fatal:
             for key in sorted(in_flight):
                 j = in_flight[key]
@@ -561,22 +564,7 @@ class Reader:
             except ReaderError as e:
                 if e.name != "IFD_RESPONSE_TIMEOUT":
                     raise
-                # the reader itself went silent: tell it to drop what it still
-                # holds (CCID §5.3.1), without waiting, and fail those commands
-                self.rx.reset()
-                for key in sorted(in_flight):
-                    j = in_flight[key]
-                    if not j.aborting:
-                        self.seq.forget(j.slot, j.seq)
-                        self._abort_quietly(j.slot, j.seq)
-                        if (self.quirks.get("answers_in_order")
-                                and j.cmd.bMessageType == PC_to_RDR_XfrBlock):
-                            self.unanswered.append(j.seq)
-                            if len(self.unanswered) > MAX_UNANSWERED:
-                                self.unanswered.pop(0)
-                    self._finish(j, ReaderError(e.message, e.name, e.ccid, j.slot))
-                for key in list(in_flight):
-                    del in_flight[key]
+                self._silent(e, in_flight)
                 continue
             if self.unanswered:
                 self._pair_by_order(msg, in_flight)
@@ -638,6 +626,83 @@ class Reader:
             del in_flight[key]
             j.seq = None
             self._advance(j, msg)
+
+    def _silent(self, e, in_flight):
+        """The reader itself went silent: tell it to drop what it still holds
+        (CCID §5.3.1), without waiting, and fail those commands."""
+        self.rx.reset()
+        for key in sorted(in_flight):
+            j = in_flight[key]
+            if not j.aborting:
+                self.seq.forget(j.slot, j.seq)
+                self._abort_quietly(j.slot, j.seq)
+                if (self.quirks.get("answers_in_order")
+                        and j.cmd.bMessageType == PC_to_RDR_XfrBlock):
+                    self.unanswered.append(j.seq)
+                    if len(self.unanswered) > MAX_UNANSWERED:
+                        self.unanswered.pop(0)
+            self._finish(j, ReaderError(e.message, e.name, e.ccid, j.slot))
+        for key in list(in_flight):
+            del in_flight[key]
+
+    def _run_single(self, todo, in_flight):
+        """_schedule for one job, its usual course without the bookkeeping for
+        several: one command out, its own answer back. Anything else (an abort
+        asked for, a time extension, CMD_SLOT_BUSY, another bSeq or slot, the
+        answers_in_order pairing) goes to _schedule with the state as it is,
+        the answer put back first in the queue, so both take the same course."""
+        j = todo[0]
+        slot = j.slot
+        s = self.slots[slot]
+        for _ in range(10000000):
+            if j.done:
+                return
+            if self.gone:
+                raise ReaderError("reader %s is gone" % self.name, "IFD_NO_SUCH_DEVICE")
+            cmd = j.cmd
+            try:
+                j.seq = self.seq.issue(slot, cmd.bMessageType)
+            except CCIDError:
+                return self._schedule(todo, in_flight)     # it meets the same refusal
+            j.wtx = 0
+            j.busy_before = 0
+            j.started = self.now_ms() if self.now_ms is not None else 0
+            try:
+                self._send(cmd.encode(slot, j.seq))
+            except ReaderError as e:
+                self.seq.forget(slot, j.seq)
+                j.seq = None
+                if e.name == "IFD_NO_SUCH_DEVICE":
+                    raise
+                self._finish(j, e)
+                return
+            key = (slot, j.seq)
+            in_flight[key] = j
+            if s.abort_requested:
+                return self._schedule(todo, in_flight)
+            try:
+                msg = self._read_message(cmd.timeout_ms)
+            except ReaderError as e:
+                if e.name != "IFD_RESPONSE_TIMEOUT":
+                    raise
+                self._silent(e, in_flight)
+                return
+            cstat = (msg.bStatus >> 6) & 3
+            if self.unanswered or msg.bSeq != j.seq or msg.bSlot != slot or \
+                    cstat == ccid.COMMAND_STATUS_TIME_EXTENSION or \
+                    (cstat == ccid.COMMAND_STATUS_FAILED and msg.bError == CMD_SLOT_BUSY):
+                self._queue.insert(0, msg)
+                return self._schedule(todo, in_flight)
+            try:
+                self.seq.match_response(msg)
+            except CCIDError:
+                self._queue.insert(0, msg)
+                return self._schedule(todo, in_flight)
+            self._note_status(s, msg)
+            del in_flight[key]
+            j.seq = None
+            self._advance(j, msg)
+        raise ReaderError("scheduler did not converge")
 
     def _abort_quietly(self, slot, seq):
         if self.quirks.get("no_abort") or self.gone:
@@ -1150,7 +1215,7 @@ class Reader:
             blk = bytes(eng.block_to_send())
             msg = yield Cmd(PC_to_RDR_XfrBlock, blk, b7=self._bwi_for(s),
                             timeout_ms=self._xfr_timeout(s, eng.wait_time_us()))
-            if msg.failed:
+            if (msg.bStatus >> 6) & 3 == ccid.COMMAND_STATUS_FAILED:     # msg.failed
                 if (msg.bStatus & 3) == ICC_STATUS_NOT_PRESENT or msg.bError == CMD_ABORTED:
                     raise self._fail_from(msg, "XfrBlock", s)
                 if msg.bError == ICC_MUTE:
