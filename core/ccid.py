@@ -669,6 +669,16 @@ class CCIDMessage:
     For these, abData is computed from the structured fields.
     """
 
+    # Structured data absent until set (class-level defaults: a decoded
+    # message of the usual kinds never pays for setting them).
+    abProtocolDataStructure = None
+    bPINOperation = None
+    abPINDataStructure = None
+    abPINData = b""
+    dwClockFrequency = None
+    dwDataRate = None
+    _raw = b""
+
     def __init__(self, bMessageType, bSlot=0, bSeq=0, **fields):
         layout = _MESSAGES.get(bMessageType)
         if layout is None:
@@ -679,13 +689,8 @@ class CCIDMessage:
         self._layout = layout[1]
         for name, value in _DEFAULTS[bMessageType]:
             setattr(self, name, value)
-        self.abProtocolDataStructure = None
-        self.bPINOperation = None
-        self.abPINDataStructure = None
-        self.abPINData = b""
-        self.dwClockFrequency = None
-        self.dwDataRate = None
-        self._raw = b""
+        if not fields:
+            return
         data = fields.pop("abData", None)
         for name in fields:
             if name not in _DATA_FIELDS and _field_at(self._layout, -1, name) is None:
@@ -926,9 +931,14 @@ def _decode_bulk(buf, max_length, allow_trailing, want):
     if n > CCID_HEADER_LENGTH + dw and not allow_trailing:
         raise CCIDError("%d bytes after the %d announced" % (n - CCID_HEADER_LENGTH - dw, dw),
                         1, "TRAILING_DATA")
+    return _decode_valid(buf, t, dw, slot, seq)
+
+
+def _decode_valid(buf, t, dw, slot, seq):
+    """The message of a header already checked but for a fixed dwLength."""
     fixed = _FIXED_LENGTH.get(t, -1)
     if fixed >= 0 and dw != fixed:
-        raise CCIDError("%s carries dwLength %d, got %d" % (layout[0], fixed, dw),
+        raise CCIDError("%s carries dwLength %d, got %d" % (_MESSAGES[t][0], fixed, dw),
                         1, "BAD_LENGTH")
     msg = CCIDMessage(t, slot, seq)
     for name, pos, kind, size in _DECODE[t]:
@@ -1241,7 +1251,8 @@ class BulkInReassembler:
                 data[4] << 24))
             if total == n and t >= 0x80 and t in _MESSAGES and total <= self.max_message_length:
                 if self.decode:
-                    msg = decode_bulk_in(data, self.max_message_length)
+                    # the checks decode_bulk_in would make all passed just above
+                    msg = _decode_valid(data, t, total - CCID_HEADER_LENGTH, data[5], data[6])
                 else:
                     msg = bytes(data)
                 if mps and total % mps == 0:
@@ -1388,8 +1399,10 @@ class SeqTracker:
 
     def match_response(self, msg):
         """match() for a decoded bulk-IN CCIDMessage."""
-        return self.match(msg.bSlot, msg.bSeq, msg.time_extension, msg.bMessageType,
-                          msg.failed)
+        t = msg.bMessageType
+        st = (msg.bStatus >> 6) & 0x03 if t >= 0x80 else -1    # msg.command_status
+        return self.match(msg.bSlot, msg.bSeq, st == COMMAND_STATUS_TIME_EXTENSION, t,
+                          st == COMMAND_STATUS_FAILED)
 
     def forget(self, bSlot, bSeq):
         """Drop an outstanding command (timed out, aborted, device reset)."""
