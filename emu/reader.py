@@ -600,9 +600,11 @@ class EmulatedReader:
             self._immediate(t, bslot, bseq, C.COMMAND_STATUS_FAILED, C.CMD_ABORTED)
             return
         s.last_cmd = (t, bseq)
-        if t == C.PC_to_RDR_XfrBlock and self.fast_paths and self._t1_fast_ok(s, raw):
-            self._xfr_t1_fast(s, raw, bslot, bseq, now)
-            return
+        if t == C.PC_to_RDR_XfrBlock and self.fast_paths:
+            line = self._t1_fast_ok(s, raw)
+            if line is not None:
+                self._xfr_t1_fast(s, raw, bslot, bseq, now, line)
+                return
         try:
             msg = C.decode_bulk_out(raw, C.CCID_HEADER_LENGTH + self.max_data)
         except C.CCIDError as e:
@@ -639,30 +641,32 @@ class EmulatedReader:
         self._push(T.next_frame(done), out, bslot)
 
     def _t1_fast_ok(self, s, raw):
-        """True when the XfrBlock ``raw`` is a plain T=1 block at TPDU level with
-        nothing armed that could change its fate: the case _xfr_t1_fast answers
-        exactly as the general path (decode, _cmd_xfr_block, _xfr_tpdu) would.
-        No side effects."""
+        """The line (protocol, Fi, Di) when the XfrBlock ``raw`` is a plain T=1
+        block at TPDU level with nothing armed that could change its fate: the
+        case _xfr_t1_fast answers exactly as the general path (decode,
+        _cmd_xfr_block, _xfr_tpdu) would; else None. No side effects."""
         faults = self.faults
         if faults.wtx or faults.remove_next or faults.t1_faults or faults.muted:
-            return False
+            return None
         if s.card is None or not s.powered or s.clock_stopped or s.t1 is None:
-            return False
+            return None
         if self.descriptor.exchange_bits != CD.EXCHANGE_TPDU or \
                 self.quirks["max_working_rate_bps"] is not None:
-            return False
+            return None
         if s.pps_allowed and raw[10:11] == b"\xFF":
-            return False
+            return None
         line = _line_of(s.params)
-        return line[0] == 1 and line == s.card_line
+        if line[0] == 1 and line == s.card_line:
+            return line
+        return None
 
-    def _xfr_t1_fast(self, s, raw, bslot, bseq, now):
+    def _xfr_t1_fast(self, s, raw, bslot, bseq, now, line):
         """PC_to_RDR_XfrBlock (§6.1.4) carrying one T=1 block, when _t1_fast_ok
         said so: the same card call, timing and answer as the general path."""
         data = bytes(raw[C.CCID_HEADER_LENGTH:])
         s.pps_allowed = False
         start = now + self.timing["firmware_us"]
-        protocol, fi, di = _line_of(s.params)
+        protocol, fi, di = line
         n = s.atr_info.n
         resp = s.t1.receive_block(data)
         us = T.block_t1_us(len(data), fi, di, s.clock_hz, n)
