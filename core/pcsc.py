@@ -588,16 +588,19 @@ def _handle(hcard):
 
 
 def _check_handle(h):
-    """pcsc-lite's checks before using a card handle."""
+    """pcsc-lite's checks before using a card handle; returns the slot's
+    _SlotState (None on a direct connection)."""
     e = h.entry
     mgr = _CONTEXTS[h.hcontext].manager
-    if e in mgr.entries:
+    # polling the reader's events neither adds nor drops entries (a rescan does)
+    known = e in mgr.entries
+    if known:
         mgr.poll_reader(e, 0)
-    if e.reader.gone or e not in mgr.entries:
+    if e.reader.gone or not known:
         raise PCSCError(SCARD_E_READER_UNAVAILABLE, "%s is gone" % h.name)
     s = e.reader.slots[h.slot]
     if h.share == SCARD_SHARE_DIRECT:
-        return
+        return None
     if s.events != h.events:
         raise PCSCError(SCARD_W_REMOVED_CARD)
     st = mgr._state(e, h.slot)
@@ -605,10 +608,12 @@ def _check_handle(h):
         raise PCSCError(SCARD_W_RESET_CARD)
     if not s.powered:
         raise PCSCError(SCARD_W_UNPOWERED_CARD)
+    return st
 
 
-def _check_transaction(h):
-    st = _CONTEXTS[h.hcontext].manager._state(h.entry, h.slot)
+def _check_transaction(h, st=None):
+    if st is None:
+        st = _CONTEXTS[h.hcontext].manager._state(h.entry, h.slot)
     if st.transaction is not None and st.transaction is not h:
         raise PCSCError(SCARD_E_SHARING_VIOLATION,
                         "another handle holds a transaction on %s" % h.name)
@@ -831,8 +836,7 @@ def _pci_protocol(pci):
 def SCardTransmit(hCard, pioSendPci, pbSendBuffer):
     """Returns the response APDU (bytes)."""
     h = _handle(hCard)
-    _check_handle(h)
-    _check_transaction(h)
+    _check_transaction(h, _check_handle(h))
     data = bytes(pbSendBuffer)
     if not data:
         raise PCSCError(SCARD_E_INVALID_PARAMETER, "empty command")
