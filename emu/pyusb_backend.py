@@ -256,7 +256,7 @@ class EmulatedBackend(usb.backend.IBackend):
         r = self._reader(dev_handle)
         got = self._call(r.bulk_in, len(buff) * buff.itemsize, timeout)
         n = len(got)
-        buff[0:n] = type(buff)(buff.typecode, got)
+        memoryview(buff).cast("B")[0:n] = got      # in place, no array copy first
         return n
 
     def interrupt_pending(self, dev, ep):
