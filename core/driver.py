@@ -176,19 +176,21 @@ class Slot:
 
 
 class _Job:
+    # the state every job starts with (class level: set on the job when it changes)
+    cmd = None
+    seq = None
+    done = False
+    result = None
+    wtx = 0
+    aborting = False
+    timed_out = False
+    busy_retries = 0
+    busy_before = 0
+    started = 0
+
     def __init__(self, slot, gen):
         self.slot = slot
         self.gen = gen
-        self.cmd = None
-        self.seq = None
-        self.done = False
-        self.result = None
-        self.wtx = 0
-        self.aborting = False
-        self.timed_out = False
-        self.busy_retries = 0
-        self.busy_before = 0
-        self.started = 0
 
 
 def _drive_steps(gen, exchange):
@@ -1213,8 +1215,15 @@ class Reader:
             if not eng.busy:
                 return
             blk = bytes(eng.block_to_send())
-            msg = yield Cmd(PC_to_RDR_XfrBlock, blk, b7=self._bwi_for(s),
-                            timeout_ms=self._xfr_timeout(s, eng.wait_time_us()))
+            wait = eng.wait_time_us()
+            # bBWI: the BWT multiplier in force (_bwi_for, with the wait at hand)
+            bwi = wait // eng.bwt_us if eng.bwt_us else 0
+            if bwi < 2:
+                bwi = 0
+            elif bwi > 255:
+                bwi = 255
+            msg = yield Cmd(PC_to_RDR_XfrBlock, blk, b7=bwi,
+                            timeout_ms=self._xfr_timeout(s, wait))
             if (msg.bStatus >> 6) & 3 == ccid.COMMAND_STATUS_FAILED:     # msg.failed
                 if (msg.bStatus & 3) == ICC_STATUS_NOT_PRESENT or msg.bError == CMD_ABORTED:
                     raise self._fail_from(msg, "XfrBlock", s)
