@@ -81,6 +81,11 @@ class Transport:
         """None when there is no interrupt endpoint or nothing came in time."""
         return None
 
+    # Optional: ``interrupt_pending()`` -> False only when an interrupt-IN read
+    # now would surely find nothing (then the driver's event poll that does not
+    # wait skips the read); True when it cannot tell. Transports that cannot
+    # know do not define it (the driver looks it up once, at open).
+
     def control(self, bmRequestType, bRequest, wValue, wIndex, data_or_length, timeout_ms):
         raise TransportStall("control request 0x%02X not supported" % bRequest)
 
