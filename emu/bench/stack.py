@@ -31,9 +31,9 @@ import time
 
 from ...core import pcsc
 from ...core.driver import Reader, PROTOCOL_T1
-from ...core.transport import Transport, TransportTimeout, TransportStall, ReaderRemoved
 from ..card.minicard import MiniCard
 from .common import BenchError, median, percentile, machine, markdown_table, pyplot
+from .remote_transport import LocalTransport
 
 NAME = "stack"
 HELP = "APDU round trip: ccidkit in-process vs pcscd + vpcd + pyscard vs pcscd + libccid serial"
@@ -143,49 +143,6 @@ _GROUPS = (
 )
 
 
-class DirectTransport(Transport):
-    """The emulated reader's own calls as a Transport, without pyusb (used only
-    to measure what the pyusb layer costs)."""
-
-    def __init__(self, er):
-        self.er = er
-        self.vid = er.usb["idVendor"]
-        self.pid = er.usb["idProduct"]
-        self.manufacturer = er.usb.get("manufacturer")
-        self.product = er.usb.get("product")
-        self.interface_number = er.interface_number
-        self.config_descriptor = er.config_descriptor
-        self.bus_path = "direct"
-
-    @property
-    def has_interrupt(self):
-        return self.er.has_interrupt
-
-    def _call(self, fn, *a):
-        from ..reader import ReaderTimeout, ReaderStall, ReaderGone
-        try:
-            return fn(*a)
-        except ReaderTimeout as e:
-            raise TransportTimeout(str(e))
-        except ReaderStall as e:
-            raise TransportStall(str(e))
-        except ReaderGone as e:
-            raise ReaderRemoved(str(e))
-
-    def bulk_out(self, data, timeout_ms):
-        self._call(self.er.bulk_out, data, timeout_ms)
-
-    def bulk_in(self, max_len, timeout_ms):
-        return self._call(self.er.bulk_in, max_len, timeout_ms)
-
-    def interrupt_in(self, max_len, timeout_ms):
-        return self._call(self.er.interrupt_in, max_len, timeout_ms)
-
-    def control(self, bmRequestType, bRequest, wValue, wIndex, data_or_length, timeout_ms):
-        return self._call(self.er.control, bmRequestType, bRequest, wValue, wIndex,
-                          data_or_length)
-
-
 def _driver_over(transport):
     r = Reader(transport)
     r.open()
@@ -227,7 +184,7 @@ def breakdown_inproc(count):
     r = _driver_over(find_readers(EmulatedBackend([er]))[0])
     pyusb = _median_call_us(lambda: r.transmit(0, SHORT), count)
     er = emulated_readers("gemalto-pctwin", cards={0: MiniCard()})[0]
-    r = _driver_over(DirectTransport(er))
+    r = _driver_over(LocalTransport(er))   # the reader's own calls, without pyusb
     direct = _median_call_us(lambda: r.transmit(0, SHORT), count)
     rec = A.record("t1-32", 5)
     runs, stub = A.run_cpython(A.serialise(rec, "t1-32/5", 2000, 5))

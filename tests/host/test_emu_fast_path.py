@@ -3,8 +3,8 @@ path: the same bulk-IN bytes, traffic log, emulated clock and bus figures,
 whatever the driver sends, faults armed or not."""
 
 from ccidkit.core.driver import Reader, ReaderError, PROTOCOL_T1
-from ccidkit.core.transport import Transport, TransportTimeout, TransportStall, ReaderRemoved
-from ccidkit.emu.reader import EmulatedReader, ReaderTimeout, ReaderStall, ReaderGone
+from ccidkit.emu.bench.remote_transport import LocalTransport
+from ccidkit.emu.reader import EmulatedReader
 from ccidkit.emu.card.minicard import MiniCard
 
 SELECT = bytes.fromhex("00A4000C022F00")
@@ -14,48 +14,17 @@ ECHO = bytes((0x80, 0xEE, 0, 0, 255)) + ECHO_DATA + b"\xFF"
 UNKNOWN = bytes.fromhex("00CA010000")
 
 
-class _Recorder(Transport):
+class _Recorder(LocalTransport):
     """The reader's own calls as a Transport, keeping every bulk-IN answer."""
 
     def __init__(self, er):
-        self.er = er
-        self.vid = er.usb["idVendor"]
-        self.pid = er.usb["idProduct"]
-        self.manufacturer = er.usb.get("manufacturer")
-        self.product = er.usb.get("product")
-        self.interface_number = er.interface_number
-        self.config_descriptor = er.config_descriptor
-        self.bus_path = "test"
+        LocalTransport.__init__(self, er)
         self.answers = []
 
-    @property
-    def has_interrupt(self):
-        return self.er.has_interrupt
-
-    def _call(self, fn, *a):
-        try:
-            return fn(*a)
-        except ReaderTimeout as e:
-            raise TransportTimeout(str(e))
-        except ReaderStall as e:
-            raise TransportStall(str(e))
-        except ReaderGone as e:
-            raise ReaderRemoved(str(e))
-
-    def bulk_out(self, data, timeout_ms):
-        self._call(self.er.bulk_out, data, timeout_ms)
-
     def bulk_in(self, max_len, timeout_ms):
-        got = self._call(self.er.bulk_in, max_len, timeout_ms)
+        got = LocalTransport.bulk_in(self, max_len, timeout_ms)
         self.answers.append(bytes(got))
         return got
-
-    def interrupt_in(self, max_len, timeout_ms):
-        return self._call(self.er.interrupt_in, max_len, timeout_ms)
-
-    def control(self, bmRequestType, bRequest, wValue, wIndex, data_or_length, timeout_ms):
-        return self._call(self.er.control, bmRequestType, bRequest, wValue, wIndex,
-                          data_or_length)
 
 
 def _session(fast, arm=None):
