@@ -611,6 +611,36 @@ def build_image(out_dir=None, apps=(), progress=print, jobs=2):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def seed_from_default(out_dir, progress=None):
+    """Copy the default build's work tree (the rewritten wasm, the C objects)
+    into ``out_dir`` under the default build's lock, so that a build there with
+    other apps finds them cached and runs only the Python steps (the cache keys
+    allow a copied tree). Nothing to do before a default build exists."""
+    src = os.path.join(default_out_dir(), "work")
+    if not os.path.isdir(src):
+        return
+    if progress:
+        progress("uefi: seeding %s from the default build's cache" % out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(default_out_dir(), ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            shutil.copytree(src, os.path.join(out_dir, "work"), dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.tmp", ".lock"))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_with_apps(name, apps, progress=print):
+    """The default image plus ``apps``, built beside it in ``build/uefi-NAME``
+    from a copy of the default build's cache (the default one first brought up
+    to date)."""
+    build_image(progress=progress)
+    out = os.path.join(os.path.dirname(default_out_dir()), "uefi-" + name)
+    seed_from_default(out, progress)
+    return build_image(out_dir=out, apps=apps, progress=progress)
+
+
 def _build_image_locked(out_dir, apps, progress, jobs):
     t_start = time.monotonic()
     work = os.path.join(out_dir, "work")

@@ -10,9 +10,7 @@ and an emulated GemPC Twin over usb-redir (a long chained T=1 ECHO broken by
 the card's removal, then by the reader's unplug; recovery after each).
 """
 
-import fcntl
 import os
-import shutil
 import sys
 import time
 
@@ -37,18 +35,7 @@ def uefi_image(pytestconfig):
 
     def progress(msg):
         sys.stderr.write(msg + "\n")
-    build.build_image(progress=progress)
-    base = build.default_out_dir()
-    out = os.path.join(os.path.dirname(base), "uefi-preboot-paths")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(base, ".lock"), "w") as lock:  # the builder's own lock
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            shutil.copytree(os.path.join(base, "work"), os.path.join(out, "work"),
-                            dirs_exist_ok=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return build.build_image(out_dir=out, apps=[APP], progress=progress)
+    return build.build_with_apps("preboot-paths", [APP], progress=progress)
 
 
 def lines_of(vm, tag):

@@ -9,9 +9,7 @@ with chaining on the Twin), then sees card removals and both readers leave
 the bus while it runs.
 """
 
-import fcntl
 import os
-import shutil
 import sys
 
 import pytest
@@ -37,18 +35,7 @@ def uefi_image(pytestconfig):
 
     def progress(msg):
         sys.stderr.write(msg + "\n")
-    build.build_image(progress=progress)                  # the default one, up to date
-    base = build.default_out_dir()
-    out = os.path.join(os.path.dirname(base), "uefi-usbredir")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(base, ".lock"), "w") as lock:  # the builder's own lock
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            shutil.copytree(os.path.join(base, "work"), os.path.join(out, "work"),
-                            dirs_exist_ok=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return build.build_image(out_dir=out, apps=[APP], progress=progress)
+    return build.build_with_apps("usbredir", [APP], progress=progress)
 
 
 def lines_of(vm, tag):
